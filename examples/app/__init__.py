@@ -1,0 +1,1 @@
+"""The reference service: settings -> db -> models -> schemas -> services -> api -> main."""

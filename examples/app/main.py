@@ -1,0 +1,36 @@
+"""The FastAPI application: the lifespan owns the engine and disposes it at shutdown."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TypedDict
+
+from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from examples.app.api import router
+from examples.app.db import create_engine, create_session_factory
+from examples.app.settings import Settings
+
+
+# --8<-- [start:lifespan]
+class AppState(TypedDict):
+    session_factory: async_sessionmaker[AsyncSession]
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[AppState]:
+        engine = create_engine(settings)
+        try:
+            # Lifespan state: each request sees it as request.state.session_factory.
+            yield {"session_factory": create_session_factory(engine)}
+        finally:
+            await engine.dispose()  # close pooled connections while the loop still runs
+
+    app = FastAPI(title="async-sqlmodel reference app", lifespan=lifespan)
+    app.include_router(router)
+    return app
+# --8<-- [end:lifespan]

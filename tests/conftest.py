@@ -1,0 +1,226 @@
+"""The backend matrix: every test that asks for `backend` (directly or through `engine`,
+`session`, `client`, ...) runs once per selected database.
+
+Selection: `--db sqlite --db postgresql --db mysql`; by default SQLite plus every server whose
+URL is set (TEST_POSTGRES_URL, TEST_MYSQL_URL). With `--require-db` or CI=true the default is all
+three, and an unreachable backend fails instead of skipping.
+
+Each run creates its own databases on the servers (never the shared one the URL names) and drops
+them at the end, also when tests fail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from asgi_lifespan import LifespanManager
+from httpx import ASGITransport, AsyncClient
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool
+from sqlmodel import SQLModel
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+import examples.app.models  # noqa: F401  (registers every table on SQLModel.metadata)
+from examples.app.api import get_session
+from examples.app.db import create_engine
+from examples.app.main import create_app
+from examples.app.settings import Settings
+from tests.support import counting_statements, rolled_back_session
+
+BACKENDS = ("sqlite", "postgresql", "mysql")
+SERVER_URL_ENV = {"postgresql": "TEST_POSTGRES_URL", "mysql": "TEST_MYSQL_URL"}
+CONNECT_TIMEOUT = 10.0
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("async-sqlmodel", "database backends")
+    group.addoption(
+        "--db",
+        action="append",
+        choices=BACKENDS,
+        help="backend to run database tests on (repeatable); "
+        "default: sqlite plus every backend whose TEST_*_URL is set",
+    )
+    group.addoption(
+        "--require-db",
+        action="store_true",
+        help="fail (instead of skip) when a selected backend is unreachable; on when CI=true",
+    )
+
+
+def backends_required(config: pytest.Config) -> bool:
+    return bool(config.getoption("--require-db")) or os.environ.get("CI", "").lower() == "true"
+
+
+def selected_backends(config: pytest.Config) -> list[str]:
+    chosen: list[str] | None = config.getoption("--db")
+    if chosen:
+        return list(dict.fromkeys(chosen))
+    if backends_required(config):
+        return list(BACKENDS)
+    return ["sqlite", *(name for name, env in SERVER_URL_ENV.items() if os.environ.get(env))]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "backend" not in metafunc.fixturenames:
+        return
+    names = selected_backends(metafunc.config)
+    only = metafunc.definition.get_closest_marker("backends")
+    if only:  # @pytest.mark.backends("postgresql", ...): a test about one backend's behaviour
+        names = [name for name in names if name in only.args]
+    metafunc.parametrize("backend", names, indirect=True, scope="session")
+
+
+# ---------------------------------------------------------------- databases per run
+
+
+@dataclass(frozen=True)
+class Backend:
+    name: str
+    url: URL  # the database this run owns
+
+    @property
+    def url_string(self) -> str:
+        return self.url.render_as_string(hide_password=False)
+
+    def settings(self) -> Settings:
+        return Settings(database_url=self.url_string)
+
+
+async def _admin_execute(server_url: URL, *statements: str) -> None:
+    engine = create_async_engine(server_url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+    try:
+        async with asyncio.timeout(CONNECT_TIMEOUT), engine.connect() as conn:
+            for statement in statements:
+                await conn.exec_driver_sql(statement)
+    finally:
+        await engine.dispose()
+
+
+@pytest_asyncio.fixture(scope="session")
+async def backend(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Backend]:
+    name: str = request.param
+    if name == "sqlite":
+        path = tmp_path_factory.mktemp("sqlite") / "test.db"
+        yield Backend(name, make_url(f"sqlite+aiosqlite:///{path}"))
+        return
+
+    def unavailable(reason: str) -> None:
+        message = f"{name} backend unavailable: {reason}"
+        if backends_required(request.config):
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+
+    env = SERVER_URL_ENV[name]
+    raw_url = os.environ.get(env)
+    if not raw_url:
+        unavailable(f"{env} is not set")
+    server_url = make_url(str(raw_url))
+    database = f"asm_test_{os.getpid()}_{secrets.token_hex(4)}"
+    if name == "postgresql":
+        create = f'CREATE DATABASE "{database}"'
+        drop = f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'
+    else:
+        create = f"CREATE DATABASE `{database}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
+        drop = f"DROP DATABASE IF EXISTS `{database}`"
+    try:
+        await _admin_execute(server_url, create)
+    except Exception as exc:  # any failure to create the database means the server is unusable
+        unavailable(f"{type(exc).__name__}: {exc}")
+    try:
+        yield Backend(name, server_url.set(database=database))
+    finally:
+        await _admin_execute(server_url, drop)
+
+
+# ---------------------------------------------------------------- engine and sessions
+
+
+@pytest_asyncio.fixture(scope="session")
+async def engine(backend: Backend) -> AsyncIterator[AsyncEngine]:
+    """The app's own engine factory on this run's database, with every table created once.
+
+    Tables are created here, outside any test transaction: MySQL/MariaDB commit DDL implicitly.
+    """
+    engine = create_engine(backend.settings())
+    async with engine.begin() as conn:
+        await conn.run_sync(SQLModel.metadata.create_all)
+    yield engine
+    await engine.dispose()
+
+
+@pytest_asyncio.fixture
+async def session(engine: AsyncEngine) -> AsyncIterator[AsyncSession]:
+    async with rolled_back_session(engine) as test_session:
+        yield test_session
+
+
+# ---------------------------------------------------------------- statement counting
+
+
+@pytest.fixture
+def count_statements(engine: AsyncEngine) -> Callable[[], Any]:
+    """Usage: `with count_statements() as log: ...; assert log.count == 2`."""
+    return lambda: counting_statements(engine)
+
+
+# ---------------------------------------------------------------- HTTP
+
+
+@pytest_asyncio.fixture
+async def client(backend: Backend, session: AsyncSession) -> AsyncIterator[AsyncClient]:
+    """An HTTP client for the reference app with its lifespan running.
+
+    Requests use the rolled-back test session; httpx's ASGITransport alone would skip the
+    lifespan, so asgi-lifespan's LifespanManager runs it.
+    """
+    app = create_app(backend.settings())
+
+    async def test_session() -> AsyncIterator[AsyncSession]:
+        yield session
+
+    app.dependency_overrides[get_session] = test_session
+    async with (
+        LifespanManager(app) as manager,
+        AsyncClient(transport=ASGITransport(app=manager.app), base_url="http://test") as http,
+    ):
+        yield http
+
+
+# ---------------------------------------------------------------- per-backend summary
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report = yield
+    callspec = getattr(item, "callspec", None)
+    report.backend = callspec.params.get("backend", "-") if callspec else "-"
+    return report
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    counts: dict[str, dict[str, int]] = {}
+    for outcome in ("passed", "failed", "skipped", "error"):
+        for report in terminalreporter.stats.get(outcome, []):
+            if getattr(report, "when", "call") != "call" and outcome == "passed":
+                continue
+            backend = getattr(report, "backend", "-")
+            per_backend = counts.setdefault(backend, {})
+            per_backend[outcome] = per_backend.get(outcome, 0) + 1
+    if not counts:
+        return
+    terminalreporter.section("tests per backend")
+    for name in sorted(counts):
+        label = "no database" if name == "-" else name
+        parts = ", ".join(f"{n} {outcome}" for outcome, n in sorted(counts[name].items()))
+        terminalreporter.write_line(f"  {label:<12} {parts}")
