@@ -5,7 +5,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 from sqlalchemy.ext.asyncio import async_sessionmaker
-from sqlmodel import select
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from examples.app.models import Team
@@ -26,5 +26,5 @@ router = APIRouter()
 
 @router.get("/teams")
 async def list_teams(session: SessionDep) -> Sequence[Team]:
-    result = await session.exec(select(Team).order_by(Team.id).limit(100))
+    result = await session.exec(select(Team).order_by(col(Team.id)).limit(100))
     return result.all()

@@ -13,10 +13,18 @@ from examples.app.settings import Settings
 # --8<-- [start:engine]
 def create_engine(settings: Settings) -> AsyncEngine:
     url = make_url(settings.database_url)
-    engine = create_async_engine(url, echo=settings.echo_sql, pool_pre_ping=True)
+    connect_args: dict[str, Any] = {}
+    if url.get_backend_name() == "mysql":
+        # NOW()/CURRENT_TIMESTAMP and DATETIME follow the session time zone: make it UTC.
+        connect_args["init_command"] = "SET time_zone = '+00:00'"
+    engine = create_async_engine(
+        url, echo=settings.echo_sql, pool_pre_ping=True, connect_args=connect_args
+    )
     if url.get_backend_name() == "sqlite":
         configure_sqlite(engine)
     return engine
+
+
 # --8<-- [end:engine]
 
 
@@ -39,6 +47,8 @@ def configure_sqlite(engine: AsyncEngine) -> None:
         # IMMEDIATE takes the write lock up front: a read-then-write transaction
         # can't fail with "database is locked" when another writer got there first.
         conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
 # --8<-- [end:sqlite]
 
 
@@ -47,4 +57,6 @@ def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSessi
     # expire_on_commit=False: attributes stay readable after commit; with the
     # default, the next attribute access would lazy-load and raise MissingGreenlet.
     return async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)
+
+
 # --8<-- [end:session_factory]

@@ -33,4 +33,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="async-sqlmodel reference app", lifespan=lifespan)
     app.include_router(router)
     return app
+
+
 # --8<-- [end:lifespan]

@@ -11,4 +11,6 @@ class Settings(BaseSettings):
     # | mysql+aiomysql://user:pw@host/db?charset=utf8mb4
     database_url: str = "sqlite+aiosqlite:///./app.db"
     echo_sql: bool = False
+
+
 # --8<-- [end:settings]

@@ -1,0 +1,85 @@
+"""Data models: what clients send (Create/Update) and receive (Public). Never table models.
+
+Table models skip validation on construction; these validate. Public models list their fields
+explicitly, so a new column (or a secret one) never leaks by default, and the "...With..."
+variants nest one level only, so serialisation can't recurse.
+"""
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlmodel import Field, SQLModel
+
+from examples.app.models import HeroBase, HeroStatus, PowerBase, TeamBase
+
+
+# --8<-- [start:team_schemas]
+class TeamCreate(TeamBase):
+    pass
+
+
+class TeamUpdate(SQLModel):
+    name: str | None = Field(default=None, max_length=100)
+    headquarters: str | None = Field(default=None, max_length=200)
+
+
+class TeamPublic(TeamBase):
+    id: int
+    created_at: datetime
+    updated_at: datetime
+
+
+# --8<-- [end:team_schemas]
+
+
+# --8<-- [start:hero_schemas]
+class HeroCreate(HeroBase):
+    secret_name: str = Field(max_length=100)
+
+
+class HeroUpdate(SQLModel):
+    # All optional: apply with model_dump(exclude_unset=True) so omitted fields stay untouched
+    # and an explicit null still clears a nullable column.
+    name: str | None = Field(default=None, max_length=100)
+    age: int | None = Field(default=None, ge=0, le=10_000)
+    status: HeroStatus | None = None
+    attributes: dict[str, Any] | None = None
+    team_id: int | None = None
+    mentor_id: uuid.UUID | None = None
+
+
+class HeroPublic(HeroBase):  # secret_name is not part of the public contract
+    id: uuid.UUID
+    version: int
+    created_at: datetime
+    updated_at: datetime
+
+
+# --8<-- [end:hero_schemas]
+
+
+# --8<-- [start:with_related]
+class PowerPublic(PowerBase):
+    id: int
+
+
+class HeroPowerPublic(SQLModel):
+    level: int
+    acquired_at: datetime
+    power: PowerPublic
+
+
+class HeroPublicWithTeam(HeroPublic):
+    team: TeamPublic | None
+
+
+class HeroPublicWithPowers(HeroPublic):
+    power_links: list[HeroPowerPublic]
+
+
+class TeamPublicWithHeroes(TeamPublic):
+    heroes: list[HeroPublic]  # HeroPublic, not HeroPublicWithTeam: no cycle
+
+
+# --8<-- [end:with_related]
