@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, postgresql
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.ext.mutable import MutableDict
-from sqlalchemy.orm import declared_attr
+from sqlalchemy.orm import QueryableAttribute, declared_attr
 from sqlalchemy.sql.expression import FunctionElement
 from sqlmodel import Field, Relationship, SQLModel
 
@@ -27,6 +27,21 @@ SQLModel.metadata.naming_convention = {
     "pk": "pk_%(table_name)s",
 }
 # --8<-- [end:naming_convention]
+
+
+# --8<-- [start:rel]
+def rel(attribute: object) -> QueryableAttribute[Any]:
+    """Type a relationship for loader options and joins: selectinload(rel(Team.heroes)).
+
+    SQLModel annotates Team.heroes as list[Hero], so mypy rejects it where SQLAlchemy expects
+    the class attribute; at runtime it is the attribute, which this checks.
+    """
+    if not isinstance(attribute, QueryableAttribute):
+        raise TypeError(f"expected a mapped class attribute, got {attribute!r}")
+    return attribute
+
+
+# --8<-- [end:rel]
 
 
 # --8<-- [start:utc_datetime]
@@ -68,7 +83,9 @@ class utcnow(FunctionElement[datetime]):
 
 @compiles(utcnow, "postgresql")
 def _utcnow_postgresql(element: utcnow, compiler: Any, **kw: Any) -> str:
-    return "CURRENT_TIMESTAMP"  # timestamptz: an absolute instant
+    # timestamptz is an absolute instant. Not now(): that is the transaction's start, so two
+    # updates in one transaction would get the same updated_at.
+    return "statement_timestamp()"
 
 
 @compiles(utcnow, "sqlite")
@@ -194,8 +211,13 @@ class Hero(HeroBase, Timestamped, table=True):
     apprentices: list["Hero"] = Relationship(
         back_populates="mentor", passive_deletes=True, sa_relationship_kwargs={"lazy": "raise"}
     )
+    # cascade_delete: deleting a Hero deletes its links (ORM for loaded ones, ON DELETE CASCADE
+    # in the database); passive_deletes: don't load unloaded links first (lazy="raise" would fail).
     power_links: list["HeroPower"] = Relationship(
-        back_populates="hero", cascade_delete=True, sa_relationship_kwargs={"lazy": "raise"}
+        back_populates="hero",
+        cascade_delete=True,
+        passive_deletes=True,
+        sa_relationship_kwargs={"lazy": "raise"},
     )
 
 
@@ -212,7 +234,10 @@ class Power(PowerBase, table=True):
     id: int | None = Field(default=None, primary_key=True)
 
     hero_links: list["HeroPower"] = Relationship(
-        back_populates="power", cascade_delete=True, sa_relationship_kwargs={"lazy": "raise"}
+        back_populates="power",
+        cascade_delete=True,
+        passive_deletes=True,
+        sa_relationship_kwargs={"lazy": "raise"},
     )
 
 

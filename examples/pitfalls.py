@@ -1,0 +1,95 @@
+"""Anti-patterns, kept as code so their tests can prove each one fails the way the references say.
+
+Models defined here use their own registry and metadata, never the app's.
+"""
+
+import uuid
+from typing import Any
+
+from sqlalchemy import Column, MetaData, String
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from sqlalchemy.orm import lazyload, registry
+from sqlmodel import Field, SQLModel
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from examples.app.models import Hero, Team, rel
+
+pitfall_registry = registry(metadata=MetaData())
+
+
+class PitfallModel(SQLModel, registry=pitfall_registry):
+    """Base for the broken models below: they stay out of SQLModel.metadata."""
+
+
+# --8<-- [start:implicit_lazy_load]
+async def implicit_lazy_load(session: AsyncSession, hero_id: uuid.UUID) -> str:
+    # lazyload() restores SQLAlchemy's default lazy="select" for this query.
+    hero = await session.get_one(Hero, hero_id, options=[lazyload(rel(Hero.team))])
+    team = hero.team  # a SELECT from inside attribute access: MissingGreenlet
+    return team.name if team else ""
+
+
+# --8<-- [end:implicit_lazy_load]
+
+
+# --8<-- [start:raise_load]
+async def raise_load(session: AsyncSession, hero_id: uuid.UUID) -> str:
+    hero = await session.get_one(Hero, hero_id)  # no loader option for Hero.team
+    team = hero.team  # lazy="raise": InvalidRequestError naming the attribute
+    return team.name if team else ""
+
+
+# --8<-- [end:raise_load]
+
+
+# --8<-- [start:expired_after_commit]
+async def read_after_commit(engine: AsyncEngine) -> str:
+    session_factory = async_sessionmaker(engine, class_=AsyncSession)  # expire_on_commit=True
+    async with session_factory() as session:
+        team = Team(name="Avengers", headquarters="Stark Tower")
+        session.add(team)
+        await session.commit()  # expires every attribute of team
+        return team.name  # reload from inside attribute access: MissingGreenlet
+
+
+# --8<-- [end:expired_after_commit]
+
+
+# --8<-- [start:detached]
+async def read_after_close(engine: AsyncEngine) -> str:
+    session_factory = async_sessionmaker(engine, class_=AsyncSession)  # expire_on_commit=True
+    async with session_factory() as session:
+        team = Team(name="Avengers", headquarters="Stark Tower")
+        session.add(team)
+        await session.commit()
+    return team.name  # expired and no session left: DetachedInstanceError
+
+
+# --8<-- [end:detached]
+
+
+# --8<-- [start:string_without_length]
+class Villain(PitfallModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    name: str  # no max_length: VARCHAR(255) on MySQL, unbounded on PostgreSQL and SQLite
+
+
+# --8<-- [end:string_without_length]
+
+
+# --8<-- [start:shared_sa_column]
+def define_two_tables_with_one_column() -> list[type[Any]]:
+    shared = Column("code", String(20), unique=True)
+
+    class Planet(PitfallModel, table=True):
+        id: int | None = Field(default=None, primary_key=True)
+        code: str = Field(sa_column=shared)
+
+    class Moon(PitfallModel, table=True):  # the same Column object again: ArgumentError
+        id: int | None = Field(default=None, primary_key=True)
+        code: str = Field(sa_column=shared)
+
+    return [Planet, Moon]
+
+
+# --8<-- [end:shared_sa_column]

@@ -1,0 +1,1 @@
+"""A generic async service layer for SQLModel. Imports nothing from the app: copy it whole."""

@@ -1,0 +1,64 @@
+"""Classify database errors by SQLSTATE / MySQL error number / SQLite extended code.
+
+Message text differs between servers, versions and locales; the codes don't.
+"""
+
+import enum
+
+from sqlalchemy.exc import DBAPIError
+
+
+class DatabaseError(enum.Enum):
+    UNIQUE_VIOLATION = "unique_violation"
+    FOREIGN_KEY_VIOLATION = "foreign_key_violation"
+    NOT_NULL_VIOLATION = "not_null_violation"
+    CHECK_VIOLATION = "check_violation"
+    DEADLOCK = "deadlock"
+    SERIALIZATION_FAILURE = "serialization_failure"
+    OTHER = "other"
+
+
+# --8<-- [start:classify]
+POSTGRES_SQLSTATE = {
+    "23505": DatabaseError.UNIQUE_VIOLATION,
+    "23503": DatabaseError.FOREIGN_KEY_VIOLATION,
+    "23502": DatabaseError.NOT_NULL_VIOLATION,
+    "23514": DatabaseError.CHECK_VIOLATION,
+    "40P01": DatabaseError.DEADLOCK,
+    "40001": DatabaseError.SERIALIZATION_FAILURE,
+}
+MYSQL_ERRNO = {
+    1062: DatabaseError.UNIQUE_VIOLATION,  # ER_DUP_ENTRY
+    1451: DatabaseError.FOREIGN_KEY_VIOLATION,  # ER_ROW_IS_REFERENCED_2 (parent in use)
+    1452: DatabaseError.FOREIGN_KEY_VIOLATION,  # ER_NO_REFERENCED_ROW_2 (no such parent)
+    1048: DatabaseError.NOT_NULL_VIOLATION,  # ER_BAD_NULL_ERROR
+    4025: DatabaseError.CHECK_VIOLATION,  # MariaDB ER_CONSTRAINT_FAILED
+    3819: DatabaseError.CHECK_VIOLATION,  # MySQL ER_CHECK_CONSTRAINT_VIOLATED
+    1213: DatabaseError.DEADLOCK,  # ER_LOCK_DEADLOCK
+}
+SQLITE_EXTENDED_CODE = {
+    2067: DatabaseError.UNIQUE_VIOLATION,  # SQLITE_CONSTRAINT_UNIQUE
+    1555: DatabaseError.UNIQUE_VIOLATION,  # SQLITE_CONSTRAINT_PRIMARYKEY
+    787: DatabaseError.FOREIGN_KEY_VIOLATION,  # SQLITE_CONSTRAINT_FOREIGNKEY
+    1299: DatabaseError.NOT_NULL_VIOLATION,  # SQLITE_CONSTRAINT_NOTNULL
+    275: DatabaseError.CHECK_VIOLATION,  # SQLITE_CONSTRAINT_CHECK
+}
+
+
+def classify(error: DBAPIError) -> DatabaseError:
+    """What went wrong, from the driver's error code (SQLAlchemy wraps it as error.orig)."""
+    orig = error.orig
+    sqlite_code = getattr(orig, "sqlite_errorcode", None)  # sqlite3 / aiosqlite
+    if isinstance(sqlite_code, int):
+        return SQLITE_EXTENDED_CODE.get(sqlite_code, DatabaseError.OTHER)
+    args = getattr(orig, "args", ())
+    if args and isinstance(args[0], int):  # pymysql / aiomysql: (errno, message)
+        # Before sqlstate: pymysql has one too, but MySQL's are coarse (23000 for all of them).
+        return MYSQL_ERRNO.get(args[0], DatabaseError.OTHER)
+    sqlstate = getattr(orig, "sqlstate", None)  # asyncpg (through SQLAlchemy's adapter)
+    if isinstance(sqlstate, str):
+        return POSTGRES_SQLSTATE.get(sqlstate, DatabaseError.OTHER)
+    return DatabaseError.OTHER
+
+
+# --8<-- [end:classify]

@@ -1,0 +1,124 @@
+"""The skill itself: SKILL.md and references/*.md are valid, linked and copied from tested code."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+from urllib.parse import unquote
+
+import pytest
+from skills_ref.parser import parse_frontmatter  # type: ignore[import-untyped]
+from skills_ref.validator import validate  # type: ignore[import-untyped]
+
+from tools.snippets import fences, scan
+
+ROOT = Path(__file__).parents[1]
+SKILL = ROOT / "SKILL.md"
+REFERENCES = sorted((ROOT / "references").glob("*.md"))
+DOCS = [SKILL, *REFERENCES]
+
+LINK = re.compile(r"!?\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+[\"'(][^)]*)?\)")
+INLINE_CODE = re.compile(r"(`+).+?\1")
+HEADING = re.compile(r"^#{1,6}\s+(.*?)\s*#*\s*$")
+LIST_ITEM = re.compile(r"^\s*(?:[-*+]|\d+[.)])\s+")
+
+
+def unfenced_lines(path: Path) -> list[tuple[int, str]]:
+    """(line number, text) of the lines outside fenced code blocks."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    fenced = {i for f in fences(lines) for i in range(f.start, f.end + 1)}
+    return [(i + 1, line) for i, line in enumerate(lines) if i not in fenced]
+
+
+def prose_lines(path: Path) -> list[tuple[int, str]]:
+    """Like unfenced_lines, with inline code removed (`d[k](x)` is not a link)."""
+    return [(n, INLINE_CODE.sub("", line)) for n, line in unfenced_lines(path)]
+
+
+def github_anchors(path: Path) -> set[str]:
+    """Anchors GitHub generates for the headings of a markdown file."""
+    anchors: set[str] = set()
+    for _, line in unfenced_lines(path):
+        if (m := HEADING.match(line)) is None:
+            continue
+        text = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", m[1])  # [text](url) -> text
+        slug = re.sub(r"[^\w\- ]", "", text.lower()).replace(" ", "-")
+        anchor, n = slug, 0
+        while anchor in anchors:
+            n += 1
+            anchor = f"{slug}-{n}"
+        anchors.add(anchor)
+    return anchors
+
+
+def rel(path: Path) -> str:
+    return path.relative_to(ROOT).as_posix()
+
+
+def test_code_blocks_are_copies_of_tested_regions() -> None:
+    report = scan(ROOT)
+    assert not report.problems, "\n".join(map(str, report.problems))
+    assert report.blocks > 0, "no python blocks found: is the checker looking at the docs?"
+
+
+def test_skill_passes_skills_ref_validation(tmp_path: Path) -> None:
+    skill_dir = tmp_path / "async-sqlmodel"  # the validator wants the directory named as the skill
+    skill_dir.mkdir()
+    shutil.copy(SKILL, skill_dir / "SKILL.md")
+    shutil.copytree(ROOT / "references", skill_dir / "references")
+    assert validate(skill_dir) == []
+
+
+def test_frontmatter() -> None:
+    metadata, _ = parse_frontmatter(SKILL.read_text(encoding="utf-8"))
+    assert metadata["name"] == "async-sqlmodel"
+    description = metadata["description"]
+    assert isinstance(description, str)
+    assert 0 < len(description) <= 1024
+    assert "<" not in description
+    assert ">" not in description
+
+
+def test_skill_body_is_at_most_500_lines() -> None:
+    _, body = parse_frontmatter(SKILL.read_text(encoding="utf-8"))
+    assert len(body.splitlines()) <= 500
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=rel)
+def test_relative_links_resolve(doc: Path) -> None:
+    broken: list[str] = []
+    for number, line in prose_lines(doc):
+        for target in LINK.findall(line):
+            if target.startswith("#") or re.match(r"^(https?|mailto):", target):
+                continue
+            path = unquote(target.split("#", 1)[0])
+            if not (doc.parent / path).exists():
+                broken.append(f"{rel(doc)}:{number}: {target}")
+    assert not broken, "broken links:\n" + "\n".join(broken)
+
+
+def table_of_contents(doc: Path) -> list[str] | None:
+    """The #anchor links listed under a 'Contents' heading in the first 30 lines, if any."""
+    lines = [line for number, line in prose_lines(doc) if number <= 30]
+    for i, line in enumerate(lines):
+        if (m := HEADING.match(line)) and "contents" in m[1].lower():
+            items: list[str] = []
+            for item in lines[i + 1 :]:
+                if LIST_ITEM.match(item):
+                    items.extend(t for t in LINK.findall(item) if t.startswith("#"))
+                elif item.strip():
+                    break
+            return items
+    return None
+
+
+LONG_REFERENCES = [r for r in REFERENCES if len(r.read_text(encoding="utf-8").splitlines()) > 100]
+
+
+@pytest.mark.parametrize("doc", LONG_REFERENCES, ids=rel)
+def test_long_references_start_with_a_table_of_contents(doc: Path) -> None:
+    toc = table_of_contents(doc)
+    assert toc, f"{rel(doc)}: over 100 lines, needs a '## Contents' list of #links in 30 lines"
+    missing = sorted(set(toc) - {f"#{a}" for a in github_anchors(doc)})
+    assert not missing, f"{rel(doc)}: contents links without a matching heading: {missing}"
