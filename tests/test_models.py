@@ -10,7 +10,7 @@ from sqlalchemy import text, update
 from sqlalchemy.exc import ArgumentError, DataError, IntegrityError, StatementError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm.exc import StaleDataError
-from sqlmodel import col, select
+from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from examples.app.models import Hero, HeroStatus, Team
@@ -38,14 +38,17 @@ async def test_uuid_keys_are_generated_per_row_and_round_trip(session: AsyncSess
 async def test_timestamps_are_aware_utc_from_the_database_clock(session: AsyncSession) -> None:
     before = datetime.now(UTC) - timedelta(seconds=5)
     hero = await create_hero(session, new_hero())
-    assert hero.created_at is not None and hero.updated_at is not None
-    assert hero.created_at.tzinfo is not None and hero.created_at.utcoffset() == timedelta(0)
+    assert hero.created_at is not None
+    assert hero.updated_at is not None
+    assert hero.created_at.tzinfo is not None
+    assert hero.created_at.utcoffset() == timedelta(0)
     assert before <= hero.created_at <= datetime.now(UTC) + timedelta(seconds=5)
 
     session.expunge_all()  # read back from the database, not from the identity map
     loaded = await session.get_one(Hero, hero.id)
     assert loaded.created_at == hero.created_at
-    assert loaded.updated_at is not None and loaded.updated_at.utcoffset() == timedelta(0)
+    assert loaded.updated_at is not None
+    assert loaded.updated_at.utcoffset() == timedelta(0)
 
 
 async def test_updated_at_moves_on_every_update(session: AsyncSession) -> None:
@@ -53,7 +56,8 @@ async def test_updated_at_moves_on_every_update(session: AsyncSession) -> None:
     created, first_update = hero.created_at, hero.updated_at
     await asyncio.sleep(0.01)
     await update_hero(session, hero, HeroUpdate(age=30))
-    assert hero.updated_at is not None and first_update is not None
+    assert hero.updated_at is not None
+    assert first_update is not None
     assert hero.updated_at > first_update  # read back at flush (eager_defaults): no lazy load
     assert hero.created_at == created
 
@@ -71,7 +75,7 @@ async def test_aware_datetimes_are_stored_as_the_same_instant(session: AsyncSess
 
 async def test_naive_datetimes_are_refused(session: AsyncSession) -> None:
     hero = await create_hero(session, new_hero())
-    hero.deleted_at = datetime(2030, 1, 1)  # noqa: DTZ001 - the point of the test
+    hero.deleted_at = datetime(2030, 1, 1)
     with pytest.raises(StatementError, match="naive datetime"):
         await session.flush()
 
@@ -177,7 +181,8 @@ async def test_public_model_leaves_out_secret_columns(session: AsyncSession) -> 
     hero = await create_hero(session, new_hero())
     public = HeroPublic.model_validate(hero).model_dump()
     assert "secret_name" not in public
-    assert public["id"] == hero.id and public["version"] == 1
+    assert public["id"] == hero.id
+    assert public["version"] == 1
 
 
 async def test_version_column_detects_a_stale_update(session: AsyncSession) -> None:
