@@ -36,6 +36,19 @@ async def heroes_with_team(session: AsyncSession, limit: int) -> Sequence[Hero]:
 # --8<-- [end:joinedload]
 
 
+# --8<-- [start:joinedload_collection]
+async def first_teams_with_heroes(session: AsyncSession, limit: int) -> Sequence[Team]:
+    # joinedload on a collection with LIMIT: SQLAlchemy limits the teams in a subquery, then
+    # joins the heroes, so each team comes complete. The rows repeat per hero: unique() is required.
+    statement = (
+        select(Team).options(joinedload(rel(Team.heroes))).order_by(col(Team.id)).limit(limit)
+    )
+    return (await session.exec(statement)).unique().all()
+
+
+# --8<-- [end:joinedload_collection]
+
+
 # --8<-- [start:chained]
 async def hero_with_powers(session: AsyncSession, hero_id: uuid.UUID) -> Hero:
     # Depth: chain the options along the path, hero -> links -> power.
