@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import Column, MetaData, String
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlalchemy.orm import lazyload, registry
-from sqlmodel import Field, SQLModel
+from sqlmodel import Field, Relationship, SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from examples.app.models import Hero, Team, rel
@@ -75,6 +75,22 @@ class Villain(PitfallModel, table=True):
 
 
 # --8<-- [end:string_without_length]
+
+
+# --8<-- [start:delete_without_passive_deletes]
+class Guild(PitfallModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    # No passive_deletes=True: deleting a guild first SELECTs all its members (the flush
+    # ignores lazy="raise") and UPDATEs each one, although ON DELETE SET NULL would do it.
+    members: list["Member"] = Relationship(sa_relationship_kwargs={"lazy": "raise"})
+
+
+class Member(PitfallModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    guild_id: int | None = Field(default=None, foreign_key="guild.id", ondelete="SET NULL")
+
+
+# --8<-- [end:delete_without_passive_deletes]
 
 
 # --8<-- [start:shared_sa_column]

@@ -12,7 +12,15 @@ from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from examples.app.models import Hero, HeroPower, Power, Team, rel
-from examples.pitfalls import implicit_lazy_load, raise_load, read_after_close, read_after_commit
+from examples.pitfalls import (
+    Guild,
+    Member,
+    implicit_lazy_load,
+    pitfall_registry,
+    raise_load,
+    read_after_close,
+    read_after_commit,
+)
 from examples.relationships import (
     change_power_level,
     first_teams_with_heroes,
@@ -26,7 +34,7 @@ from examples.relationships import (
     teams_with_heroes,
 )
 from examples.servicebase.errors import DatabaseError, classify
-from tests.support import counting_statements
+from tests.support import counting_statements, rolled_back_session
 
 
 async def add_teams(session: AsyncSession, teams: int, heroes_per_team: int) -> list[Team]:
@@ -221,6 +229,42 @@ async def test_deleting_a_hero_with_loaded_links_deletes_them_in_the_orm(
 
 
 # ---------------------------------------------------------------- the errors, reproduced
+
+
+async def test_delete_without_passive_deletes_loads_and_updates_children(
+    engine: AsyncEngine,
+) -> None:
+    tables = [Guild.__table__, Member.__table__]
+    metadata = pitfall_registry.metadata
+    async with engine.begin() as conn:
+        await conn.run_sync(metadata.create_all, tables=tables)
+    try:
+        async with rolled_back_session(engine) as session:
+            guild = Guild()
+            session.add(guild)
+            await session.flush()
+            session.add_all([Member(guild_id=guild.id) for _ in range(3)])
+            await session.flush()
+            session.expunge_all()
+            doomed = await session.get_one(Guild, guild.id)
+            with counting_statements(engine) as log:
+                await session.delete(doomed)
+                await session.flush()
+            verbs = [statement.split()[0] for statement in log.statements]
+            assert verbs == ["SELECT", "UPDATE", "DELETE"], log.statements
+
+            team = Team(name="Preventers", headquarters="Sharp Tower")
+            session.add_all([Hero(name=f"h{i}", secret_name=f"s{i}", team=team) for i in range(3)])
+            await session.flush()
+            session.expunge_all()
+            doomed_team = await session.get_one(Team, team.id)
+            with counting_statements(engine) as log:  # passive_deletes=True: the database does it
+                await session.delete(doomed_team)
+                await session.flush()
+            assert [statement.split()[0] for statement in log.statements] == ["DELETE"]
+    finally:
+        async with engine.begin() as conn:
+            await conn.run_sync(metadata.drop_all, tables=tables)
 
 
 async def saved_hero(session: AsyncSession) -> uuid.UUID:

@@ -161,7 +161,7 @@ class Team(TeamBase, Timestamped, table=True):
     id: int | None = Field(default=None, primary_key=True)
 
     # passive_deletes: the database's ON DELETE SET NULL unlinks heroes; without it the ORM
-    # would load every hero to null its team_id, which lazy="raise" forbids.
+    # would first SELECT every hero of the team and UPDATE each one.
     heroes: list["Hero"] = Relationship(
         back_populates="team", passive_deletes=True, sa_relationship_kwargs={"lazy": "raise"}
     )
@@ -212,7 +212,7 @@ class Hero(HeroBase, Timestamped, table=True):
         back_populates="mentor", passive_deletes=True, sa_relationship_kwargs={"lazy": "raise"}
     )
     # cascade_delete: deleting a Hero deletes its links (ORM for loaded ones, ON DELETE CASCADE
-    # in the database); passive_deletes: don't load unloaded links first (lazy="raise" would fail).
+    # in the database); passive_deletes: don't SELECT unloaded links first, the database does it.
     power_links: list["HeroPower"] = Relationship(
         back_populates="hero",
         cascade_delete=True,
