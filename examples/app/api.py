@@ -9,6 +9,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from examples.app.models import Team
+from examples.app.schemas import TeamPublic
 
 
 # --8<-- [start:get_session]
@@ -24,7 +25,7 @@ SessionDep = Annotated[AsyncSession, Depends(get_session)]
 router = APIRouter()
 
 
-@router.get("/teams")
+@router.get("/teams", response_model=list[TeamPublic])
 async def list_teams(session: SessionDep) -> Sequence[Team]:
     result = await session.exec(select(Team).order_by(col(Team.id)).limit(100))
     return result.all()
