@@ -131,7 +131,7 @@ async def backend(
         create = f'CREATE DATABASE "{database}"'
         drop = f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'
     else:
-        create = f"CREATE DATABASE `{database}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
+        create = f"CREATE DATABASE `{database}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
         drop = f"DROP DATABASE IF EXISTS `{database}`"
     try:
         await _admin_execute(server_url, create)

@@ -40,13 +40,20 @@ def configure_sqlite(engine: AsyncEngine) -> None:
         cursor.execute("PRAGMA foreign_keys=ON")  # off by default: ondelete would be ignored
         cursor.execute("PRAGMA journal_mode=WAL")  # readers don't block the writer
         cursor.execute("PRAGMA busy_timeout=5000")  # wait for a lock instead of failing at once
+        cursor.execute("PRAGMA case_sensitive_like=ON")  # LIKE is case-sensitive, as elsewhere
         cursor.close()
+        # SQLite's lower() folds ASCII only; icontains on "É" needs a Unicode-aware one.
+        dbapi_connection.create_function("lower", 1, unicode_lower, deterministic=True)
 
     @event.listens_for(engine.sync_engine, "begin")
     def on_begin(conn: Any) -> None:
         # IMMEDIATE takes the write lock up front: a read-then-write transaction
         # can't fail with "database is locked" when another writer got there first.
         conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def unicode_lower(value: Any) -> Any:
+    return value.lower() if isinstance(value, str) else value
 
 
 # --8<-- [end:sqlite]

@@ -8,6 +8,38 @@ import enum
 from sqlalchemy.exc import DBAPIError
 
 
+# --8<-- [start:exceptions]
+class ServiceError(Exception):
+    """Base for errors whose message is safe to show a client: no SQL, no other rows' values."""
+
+
+class NotFound(ServiceError):
+    pass
+
+
+class Conflict(ServiceError):
+    """A unique constraint (or a concurrent insert of the same key)."""
+
+
+class ForeignKeyViolation(ServiceError):
+    pass
+
+
+class ConstraintViolation(ServiceError):
+    """NOT NULL or CHECK: data the database refuses."""
+
+
+class StaleVersion(ServiceError):
+    """The row changed since the client read it (optimistic locking)."""
+
+
+class InvalidFilter(ServiceError):
+    """A filter, sort, page size, cursor or load option outside what the service allows."""
+
+
+# --8<-- [end:exceptions]
+
+
 class DatabaseError(enum.Enum):
     UNIQUE_VIOLATION = "unique_violation"
     FOREIGN_KEY_VIOLATION = "foreign_key_violation"
@@ -62,3 +94,15 @@ def classify(error: DBAPIError) -> DatabaseError:
 
 
 # --8<-- [end:classify]
+
+
+def translate(error: DBAPIError, what: str) -> ServiceError | None:
+    """The ServiceError for a constraint failure, or None when it is something else."""
+    kind = classify(error)
+    if kind is DatabaseError.UNIQUE_VIOLATION:
+        return Conflict(f"{what} conflicts with an existing one (a unique value is taken)")
+    if kind is DatabaseError.FOREIGN_KEY_VIOLATION:
+        return ForeignKeyViolation(f"{what} refers to a row that does not exist, or is referenced")
+    if kind in (DatabaseError.NOT_NULL_VIOLATION, DatabaseError.CHECK_VIOLATION):
+        return ConstraintViolation(f"{what} has a value the database refuses ({kind.value})")
+    return None

@@ -1,0 +1,74 @@
+"""The reference app's services: ServiceBase plus each model's filter allowlist and loaders."""
+
+import uuid
+from collections.abc import Sequence
+
+from sqlalchemy.orm import joinedload, selectinload
+from sqlmodel import col, select
+
+from examples.app.models import Hero, HeroPower, Power, Team, rel
+from examples.app.schemas import HeroCreate, HeroUpdate, TeamCreate, TeamUpdate
+from examples.servicebase.filters import (
+    COMPARISON,
+    EQUALITY,
+    NULLABLE,
+    TEXT,
+    FilterField,
+    FilterSpec,
+)
+from examples.servicebase.service import ServiceBase
+
+
+# --8<-- [start:team_service]
+class TeamService(ServiceBase[Team, TeamCreate, TeamUpdate]):
+    model = Team
+    filters = FilterSpec(
+        {
+            "name": FilterField(Team.name, COMPARISON | TEXT, sortable=True),
+            "headquarters": FilterField(Team.headquarters, EQUALITY | TEXT),
+            "created_at": FilterField(Team.created_at, COMPARISON, sortable=True),
+        }
+    )
+    loaders = {"heroes": lambda: selectinload(rel(Team.heroes))}
+    default_sort = "name"
+
+
+# --8<-- [end:team_service]
+
+
+# --8<-- [start:hero_service]
+class HeroService(ServiceBase[Hero, HeroCreate, HeroUpdate]):
+    model = Hero
+    filters = FilterSpec(
+        {
+            "name": FilterField(Hero.name, COMPARISON | TEXT, sortable=True),
+            "age": FilterField(Hero.age, COMPARISON | NULLABLE, sortable=True),
+            "status": FilterField(Hero.status, EQUALITY, sortable=True),
+            "team_id": FilterField(Hero.team_id, EQUALITY | NULLABLE),
+            "created_at": FilterField(Hero.created_at, COMPARISON, sortable=True),
+            # Related columns: compiled to EXISTS, so a hero with two matches appears once.
+            "team.name": FilterField(Team.name, EQUALITY | TEXT, path=(Hero.team,)),
+            "power.name": FilterField(
+                Power.name, EQUALITY | TEXT, path=(Hero.power_links, HeroPower.power)
+            ),
+            "power.level": FilterField(HeroPower.level, COMPARISON, path=(Hero.power_links,)),
+        }
+    )
+    loaders = {
+        "team": lambda: joinedload(rel(Hero.team)),
+        "powers": lambda: selectinload(rel(Hero.power_links)).joinedload(rel(HeroPower.power)),
+    }
+    default_sort = "name"
+
+    async def apprentices_of(self, mentor_id: uuid.UUID) -> Sequence[Hero]:
+        """A model-specific query: the mentor's living apprentices, oldest first."""
+        await self.get(mentor_id)  # NotFound for an unknown or deleted mentor
+        statement = (
+            select(Hero)
+            .where(Hero.mentor_id == mentor_id, *self._scope(include_deleted=False))
+            .order_by(col(Hero.age).desc(), col(Hero.id))
+        )
+        return (await self.session.exec(statement)).all()
+
+
+# --8<-- [end:hero_service]

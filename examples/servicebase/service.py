@@ -1,0 +1,446 @@
+"""ServiceBase[Model, Create, Update]: typed async CRUD with safe filters, sorting and paging.
+
+The caller owns the transaction: methods flush, never commit (see unit_of_work).
+"""
+
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from typing import Any, ClassVar, Generic, TypeVar
+
+import sqlalchemy as sa
+from pydantic import TypeAdapter
+from sqlalchemy.dialects import mysql, postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlalchemy.orm import QueryableAttribute
+from sqlalchemy.orm.exc import StaleDataError
+from sqlalchemy.orm.interfaces import ORMOption
+from sqlmodel import SQLModel, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from examples.servicebase.errors import (
+    DatabaseError,
+    InvalidFilter,
+    NotFound,
+    StaleVersion,
+    classify,
+    translate,
+)
+from examples.servicebase.filters import FilterSpec, Node, canonical, value_type_for
+from examples.servicebase.pagination import (
+    CursorCodec,
+    CursorPage,
+    Page,
+    SortKey,
+    after,
+    binding_for,
+    order_by,
+    parse_sort,
+)
+
+ModelT = TypeVar("ModelT", bound=SQLModel)
+CreateT = TypeVar("CreateT", bound=SQLModel)
+UpdateT = TypeVar("UpdateT", bound=SQLModel)
+
+MAX_OFFSET = 1_000_000
+MAX_BIND_PARAMETERS = 30_000  # under asyncpg's 32767 and SQLite's 32766 per statement
+
+
+# --8<-- [start:unit_of_work]
+@asynccontextmanager
+async def unit_of_work(
+    session_factory: async_sessionmaker[AsyncSession],
+) -> AsyncIterator[AsyncSession]:
+    """One transaction: commits when the block succeeds, rolls back when it raises."""
+    async with session_factory() as session, session.begin():
+        yield session
+
+
+# --8<-- [end:unit_of_work]
+
+
+class ServiceBase(Generic[ModelT, CreateT, UpdateT]):
+    """Subclass per model and set: model, filters, loaders, default_sort."""
+
+    model: type[ModelT]
+    filters: ClassVar[FilterSpec]
+    loaders: ClassVar[Mapping[str, Callable[[], ORMOption]]] = {}
+    default_sort: ClassVar[str] = ""
+    default_limit: ClassVar[int] = 50
+    max_limit: ClassVar[int] = 100
+    soft_delete_column: ClassVar[str | None] = "deleted_at"  # used when the model has it
+
+    def __init__(self, session: AsyncSession, *, cursor_secret: bytes) -> None:
+        self.session = session
+        self.cursors = CursorCodec(cursor_secret)
+        mapper = sa.inspect(self.model)
+        (self._pk,) = mapper.primary_key  # single-column primary keys
+        self._pk_attr: QueryableAttribute[Any] = getattr(self.model, self._pk.key)
+        self._pk_adapter: TypeAdapter[Any] = TypeAdapter(value_type_for(self._pk_attr))
+        self._version = mapper.version_id_col
+        self._deleted = (
+            mapper.columns.get(self.soft_delete_column) if self.soft_delete_column else None
+        )
+        self._name = mapper.class_.__name__.lower()
+
+    # ------------------------------------------------------------------ helpers
+
+    @property
+    def dialect(self) -> str:
+        return self.session.get_bind().dialect.name
+
+    def _scope(self, include_deleted: bool) -> list[sa.ColumnElement[bool]]:
+        if self._deleted is None or include_deleted:
+            return []
+        return [self._deleted.is_(None)]
+
+    def _where(self, filter: Any, include_deleted: bool) -> list[sa.ColumnElement[bool]]:
+        node = filter if isinstance(filter, Node) else self.filters.parse(filter)
+        clauses = self._scope(include_deleted)
+        if node is not None:
+            clauses.append(self.filters.compile(node))
+        return clauses
+
+    def _options(self, load: Sequence[str]) -> list[ORMOption]:
+        unknown = [name for name in load if name not in self.loaders]
+        if unknown:
+            allowed = ", ".join(sorted(self.loaders)) or "none"
+            raise InvalidFilter(f"cannot load {unknown}; loadable: {allowed}")
+        return [self.loaders[name]() for name in dict.fromkeys(load)]
+
+    def _limit(self, limit: int | None) -> int:
+        limit = self.default_limit if limit is None else limit
+        if not 1 <= limit <= self.max_limit:
+            raise InvalidFilter(f"limit must be between 1 and {self.max_limit}")
+        return limit
+
+    def _sort(self, sort: str | None) -> list[SortKey]:
+        sortable = {
+            name: (spec.column, self.filters.adapter(name))
+            for name, spec in self.filters.fields.items()
+            if spec.sortable and not spec.path
+        }
+        tie_breaker = (self._pk.key, self._pk_attr, self._pk_adapter)
+        return parse_sort(sort or self.default_sort, sortable, tie_breaker)
+
+    async def _flush(self) -> None:
+        try:
+            await self.session.flush()
+        except StaleDataError:
+            raise StaleVersion(f"{self._name} was changed by someone else; reload it") from None
+        except IntegrityError as error:
+            raise (translate(error, self._name) or error) from None
+
+    # ------------------------------------------------------------------ create
+
+    async def create(self, data: CreateT) -> ModelT:
+        obj = self.model.model_validate(data)
+        self.session.add(obj)
+        await self._flush()
+        return obj
+
+    async def create_many(self, items: Sequence[CreateT]) -> list[ModelT]:
+        """One multi-row INSERT ... RETURNING per 1000 rows where the dialect has RETURNING."""
+        objs = [self.model.model_validate(item) for item in items]
+        self.session.add_all(objs)
+        await self._flush()
+        return objs
+
+    # ------------------------------------------------------------------ read
+
+    async def get(
+        self, id: Any, *, load: Sequence[str] = (), include_deleted: bool = False
+    ) -> ModelT:
+        obj = await self.get_one_or_none(
+            {}, load=load, include_deleted=include_deleted, _extra=[self._pk_attr == id]
+        )
+        if obj is None:
+            raise NotFound(f"{self._name} {id} not found")
+        return obj
+
+    async def get_one_or_none(
+        self,
+        filter: Any = None,
+        *,
+        load: Sequence[str] = (),
+        include_deleted: bool = False,
+        _extra: Sequence[sa.ColumnElement[bool]] = (),
+    ) -> ModelT | None:
+        statement = (
+            select(self.model)
+            .where(*self._where(filter, include_deleted), *_extra)
+            .options(*self._options(load))
+            .limit(2)
+        )
+        rows = (await self.session.exec(statement)).all()
+        if len(rows) > 1:
+            raise InvalidFilter(f"the filter matches more than one {self._name}")
+        return rows[0] if rows else None
+
+    async def count(self, filter: Any = None, *, include_deleted: bool = False) -> int:
+        statement = (
+            select(sa.func.count())
+            .select_from(self.model)
+            .where(*self._where(filter, include_deleted))
+        )
+        return (await self.session.exec(statement)).one()
+
+    async def exists(self, filter: Any = None, *, include_deleted: bool = False) -> bool:
+        inner = select(self._pk_attr).where(*self._where(filter, include_deleted))
+        return bool((await self.session.exec(select(sa.exists(inner)))).one())
+
+    # --8<-- [start:page]
+    async def page(
+        self,
+        filter: Any = None,
+        *,
+        sort: str | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+        load: Sequence[str] = (),
+        include_deleted: bool = False,
+    ) -> Page[ModelT]:
+        """One page and the total in one round trip (COUNT(*) OVER ())."""
+        limit = self._limit(limit)
+        if not 0 <= offset <= MAX_OFFSET:
+            raise InvalidFilter(f"offset must be between 0 and {MAX_OFFSET}")
+        node = self._node(filter)
+        where = self._where(node, include_deleted)
+        statement = (
+            select(self.model, sa.func.count().over().label("total"))
+            .where(*where)
+            .order_by(*order_by(self._sort(sort), self.dialect))
+            .limit(limit)
+            .offset(offset)
+            .options(*self._options(load))
+        )
+        rows = (await self.session.exec(statement)).all()
+        if rows:
+            total = rows[0][1]
+        else:  # past the end the window has no row to ride on: count separately
+            total = await self.count(node, include_deleted=include_deleted)
+        return Page([row[0] for row in rows], total, limit, offset)
+
+    # --8<-- [end:page]
+
+    def _node(self, filter: Any) -> Node | None:
+        return filter if isinstance(filter, Node) else self.filters.parse(filter)
+
+    # --8<-- [start:page_by_cursor]
+    async def page_by_cursor(
+        self,
+        filter: Any = None,
+        *,
+        sort: str | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+        load: Sequence[str] = (),
+        include_deleted: bool = False,
+    ) -> CursorPage[ModelT]:
+        """Keyset paging: stable while rows are inserted, as fast on page 1000 as on page 1."""
+        limit = self._limit(limit)
+        node = self._node(filter)
+        keys = self._sort(sort)
+        binding = binding_for(canonical(node), keys, include_deleted)
+        where = self._where(node, include_deleted)
+        backwards = False
+        if cursor is not None:
+            values, direction = self.cursors.decode(cursor, keys, binding)
+            backwards = direction == "prev"
+            where.append(after(keys, values, reverse=backwards))
+        statement = (
+            select(self.model)
+            .where(*where)
+            .order_by(*order_by(keys, self.dialect, reverse=backwards))
+            .limit(limit + 1)  # one extra row tells whether there is another page
+            .options(*self._options(load))
+        )
+        rows = list((await self.session.exec(statement)).all())
+        more = len(rows) > limit
+        rows = rows[:limit]
+        if backwards:
+            rows.reverse()
+        has_next = more if not backwards else cursor is not None
+        has_prev = (cursor is not None) if not backwards else more
+        return CursorPage(
+            rows,
+            self.cursors.encode(keys, rows[-1], "next", binding) if rows and has_next else None,
+            self.cursors.encode(keys, rows[0], "prev", binding) if rows and has_prev else None,
+        )
+
+    # --8<-- [end:page_by_cursor]
+
+    # ------------------------------------------------------------------ update
+
+    # --8<-- [start:update]
+    async def update(
+        self, id: Any, data: UpdateT, *, expected_version: int | None = None
+    ) -> ModelT:
+        """Partial update of the fields the client sent; optimistic locking on the version."""
+        obj = await self.get(id)
+        if (
+            expected_version is not None
+            and self._version is not None
+            and getattr(obj, self._version.key) != expected_version
+        ):
+            raise StaleVersion(f"{self._name} {id} is at a newer version; reload it")
+        obj.sqlmodel_update(data.model_dump(exclude_unset=True))
+        await self._flush()  # UPDATE ... WHERE id = :id AND version = :read_version
+        return obj
+
+    # --8<-- [end:update]
+
+    async def update_where(self, filter: Any, data: UpdateT) -> int:
+        """Bulk UPDATE of every (not deleted) row matching a non-empty filter; returns the count."""
+        node = self._node(filter)
+        if node is None:
+            raise InvalidFilter("update_where needs a filter")
+        values: dict[str, Any] = data.model_dump(exclude_unset=True)
+        if not values:
+            return 0
+        if self._version is not None:
+            values[self._version.key] = self._version + 1
+        statement = (
+            sa.update(self.model)
+            .where(*self._where(node, include_deleted=False))
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+        return await self._execute_rowcount(statement)
+
+    async def _execute_rowcount(self, statement: Any) -> int:
+        try:
+            result = await self.session.exec(statement)
+        except IntegrityError as error:
+            raise (translate(error, self._name) or error) from None
+        return int(result.rowcount)
+
+    # ------------------------------------------------------------------ delete
+
+    async def delete(self, id: Any, *, hard: bool = False) -> None:
+        """Soft delete (sets deleted_at) when the model has the column, unless hard=True."""
+        obj = await self.get(id)
+        if self._deleted is not None and not hard:
+            setattr(obj, self._deleted.key, sa.func.now())
+            await self._flush()
+            await self.session.refresh(obj, [self._deleted.key])
+        else:
+            await self.session.delete(obj)
+            await self._flush()
+
+    async def delete_where(self, filter: Any, *, hard: bool = False) -> int:
+        node = self._node(filter)
+        if node is None:
+            raise InvalidFilter("delete_where needs a filter; refusing to delete every row")
+        where = self._where(node, include_deleted=False)
+        statement: Any
+        if self._deleted is not None and not hard:
+            statement = sa.update(self.model).where(*where).values({self._deleted: sa.func.now()})
+        else:
+            statement = sa.delete(self.model).where(*where)
+        return await self._execute_rowcount(statement.execution_options(synchronize_session=False))
+
+    async def restore(self, id: Any) -> ModelT:
+        if self._deleted is None:
+            raise InvalidFilter(f"{self._name} has no soft delete")
+        obj = await self.get(id, include_deleted=True)
+        setattr(obj, self._deleted.key, None)
+        await self._flush()
+        return obj
+
+    # ------------------------------------------------------------------ upsert
+
+    def _insert(self) -> Any:
+        dialects = {"postgresql": postgresql.insert, "sqlite": sqlite.insert, "mysql": mysql.insert}
+        return dialects[self.dialect](self.model)
+
+    def _rows(self, items: Sequence[CreateT]) -> list[dict[str, Any]]:
+        """Column values for a multi-row INSERT, with Python defaults (uuid4, ...) applied.
+
+        Every row gets the same keys; a column left out lets its server default apply.
+        """
+        objs = [self.model.model_validate(item) for item in items]
+        columns = [
+            column.key
+            for column in sa.inspect(self.model).columns
+            if column.server_default is None
+            or any(getattr(obj, column.key) is not None for obj in objs)
+        ]
+        return [{key: getattr(obj, key) for key in columns} for obj in objs]
+
+    # --8<-- [start:upsert]
+    async def upsert_many(self, items: Sequence[CreateT], *, conflict: Sequence[str]) -> int:
+        """Insert, or update on a unique-key conflict: ON CONFLICT / ON DUPLICATE KEY UPDATE."""
+        rows = self._rows(items)
+        if not rows:
+            return 0
+        table = self.model.__table__  # type: ignore[attr-defined]
+        keys = set(conflict) | {self._pk.key}
+        per_chunk = max(1, MAX_BIND_PARAMETERS // max(len(row) for row in rows))
+        affected = 0
+        for start in range(0, len(rows), per_chunk):
+            chunk = rows[start : start + per_chunk]
+            statement = self._insert().values(chunk)
+            new = statement.excluded if self.dialect != "mysql" else statement.inserted
+            updates: dict[str, Any] = {
+                name: getattr(new, name) for name in chunk[0] if name not in keys
+            }
+            for column in table.columns:  # onupdate isn't applied to ON CONFLICT updates
+                if column.onupdate is not None and column.key not in updates:
+                    updates[column.key] = column.onupdate.arg
+            if self._version is not None:
+                updates[self._version.key] = self._version + 1
+            if self._deleted is not None:
+                updates[self._deleted.key] = None  # upserting revives a soft-deleted row
+            if self.dialect == "mysql":
+                statement = statement.on_duplicate_key_update(updates)
+            else:
+                statement = statement.on_conflict_do_update(
+                    index_elements=list(conflict), set_=updates
+                )
+            affected += await self._execute_rowcount(statement)
+        return affected
+
+    # --8<-- [end:upsert]
+
+    async def upsert(self, data: CreateT, *, conflict: Sequence[str]) -> ModelT:
+        await self.upsert_many([data], conflict=conflict)
+        key_filter = [getattr(self.model, name) == getattr(data, name) for name in conflict]
+        statement = select(self.model).where(*key_filter).execution_options(populate_existing=True)
+        return (await self.session.exec(statement)).one()
+
+    # --8<-- [start:get_or_create]
+    async def get_or_create(self, data: CreateT, *, keys: Sequence[str]) -> tuple[ModelT, bool]:
+        """Race-safe: insert-or-nothing on the unique key, then read. Never check-then-insert."""
+        (row,) = self._rows([data])
+        created: bool
+        if self.dialect == "mysql":  # no ON CONFLICT DO NOTHING: a savepoint absorbs the dup
+            try:
+                async with self.session.begin_nested():
+                    await self.session.exec(sa.insert(self.model).values(row))
+                created = True
+            except IntegrityError as error:
+                if classify(error) is not DatabaseError.UNIQUE_VIOLATION:
+                    raise (translate(error, self._name) or error) from None
+                created = False
+        else:
+            statement = (
+                self._insert()
+                .values(row)
+                .on_conflict_do_nothing(index_elements=list(keys))
+                .returning(self._pk)
+            )
+            try:
+                inserted = (await self.session.exec(statement)).first()
+            except IntegrityError as error:
+                raise (translate(error, self._name) or error) from None
+            created = inserted is not None
+        lookup = (
+            select(self.model)
+            .where(*[getattr(self.model, key) == row[key] for key in keys])
+            .with_for_update(read=True)  # MySQL: read the latest committed row, not a snapshot
+            .execution_options(populate_existing=True)
+        )
+        return (await self.session.exec(lookup)).one(), created
+
+    # --8<-- [end:get_or_create]
