@@ -5,7 +5,7 @@ from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -61,3 +61,10 @@ def counting_statements(engine: AsyncEngine) -> Iterator[StatementLog]:
         yield log
     finally:
         event.remove(engine.sync_engine, "before_cursor_execute", record)
+
+
+async def raw_rows(session: AsyncSession, sql: str, **params: Any) -> list[Any]:
+    """Plain SQL on the session's own connection and transaction (typed, unlike exec(text))."""
+    connection = await session.connection()
+    result = await connection.execute(text(sql), params)
+    return list(result.all())

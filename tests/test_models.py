@@ -16,9 +16,10 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from examples.app.models import Hero, HeroStatus, Team
 from examples.app.schemas import HeroCreate, HeroPublic, HeroUpdate
 from examples.data_models import create_hero, update_hero
-from examples.pitfalls import Villain, define_two_tables_with_one_column, pitfall_registry
+from examples.pitfalls import define_two_tables_with_one_column, pitfall_registry
 from examples.servicebase.errors import DatabaseError, classify
 from tests.conftest import Backend
+from tests.support import raw_rows
 
 
 def new_hero(name: str = "Deadpond", **fields: object) -> HeroCreate:
@@ -114,15 +115,13 @@ async def test_enum_is_stored_by_value_with_a_named_type(
     backend: Backend, session: AsyncSession
 ) -> None:
     hero = await create_hero(session, new_hero(status=HeroStatus.RETIRED))
-    raw = await session.exec(
-        text("SELECT status FROM hero WHERE name = :name").bindparams(name=hero.name)
-    )
-    assert raw.scalar_one() == "retired"
+    raw = await raw_rows(session, "SELECT status FROM hero WHERE name = :name", name=hero.name)
+    assert raw == [("retired",)]
     if backend.name == "postgresql":
-        type_name = await session.exec(
-            text("SELECT typname FROM pg_type WHERE typname = 'hero_status'")
+        type_name = await raw_rows(
+            session, "SELECT typname FROM pg_type WHERE typname = 'hero_status'"
         )
-        assert type_name.scalar_one() == "hero_status"
+        assert type_name == [("hero_status",)]
 
 
 async def test_unknown_enum_strings_are_refused_before_the_database(
@@ -154,7 +153,7 @@ async def test_not_null_and_foreign_key_violations_are_classified(
     ):
         savepoint = await session.begin_nested()
         with pytest.raises(IntegrityError) as caught:
-            await session.exec(text(statement))
+            await raw_rows(session, statement)
         await savepoint.rollback()
         errors.append(classify(caught.value))
     assert errors == [DatabaseError.NOT_NULL_VIOLATION, DatabaseError.FOREIGN_KEY_VIOLATION]
@@ -202,8 +201,9 @@ async def test_strings_without_a_length_differ_per_backend(
 ) -> None:
     # SQLModel's str is VARCHAR(255) on MySQL and unbounded VARCHAR elsewhere.
     metadata = pitfall_registry.metadata
+    villain_table = metadata.tables["villain"]
     async with engine.begin() as conn:
-        await conn.run_sync(metadata.create_all, tables=[Villain.__table__])
+        await conn.run_sync(metadata.create_all, tables=[villain_table])
     try:
         async with engine.begin() as conn:
             insert = text("INSERT INTO villain (name) VALUES (:name)")
@@ -215,7 +215,7 @@ async def test_strings_without_a_length_differ_per_backend(
                 await conn.execute(insert, {"name": "x" * 300})
     finally:
         async with engine.begin() as conn:
-            await conn.run_sync(metadata.drop_all, tables=[Villain.__table__])
+            await conn.run_sync(metadata.drop_all, tables=[villain_table])
 
 
 def test_one_sa_column_cannot_serve_two_tables() -> None:

@@ -234,7 +234,7 @@ async def test_deleting_a_hero_with_loaded_links_deletes_them_in_the_orm(
 async def test_delete_without_passive_deletes_loads_and_updates_children(
     engine: AsyncEngine,
 ) -> None:
-    tables = [Guild.__table__, Member.__table__]
+    tables = [pitfall_registry.metadata.tables["guild"], pitfall_registry.metadata.tables["member"]]
     metadata = pitfall_registry.metadata
     async with engine.begin() as conn:
         await conn.run_sync(metadata.create_all, tables=tables)

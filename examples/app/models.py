@@ -134,13 +134,21 @@ class HeroStatus(enum.StrEnum):
     MISSING = "missing"
 
 
-# Stored by value ("active", not "ACTIVE"); a named type on PostgreSQL, ENUM on MySQL,
-# VARCHAR(7) on SQLite. validate_strings rejects unknown strings before they reach the database.
-hero_status_type = sa.Enum(
-    HeroStatus,
-    name="hero_status",
-    values_callable=lambda members: [member.value for member in members],
-    validate_strings=True,
+def value_enum(enum_class: type[enum.Enum], name: str, native: bool = True) -> sa.Enum:
+    return sa.Enum(
+        enum_class,
+        name=name,  # the PostgreSQL type's name; also names the CHECK constraint elsewhere
+        values_callable=lambda members: [member.value for member in members],  # by value
+        validate_strings=True,  # unknown strings fail before reaching the database
+        create_constraint=True,  # CHECK (status IN (...)) where there is no native type
+        native_enum=native,
+    )
+
+
+# A named type on PostgreSQL; VARCHAR + CHECK on SQLite and MySQL. MySQL's native ENUM sorts by
+# declaration order but compares as text, which breaks keyset pagination.
+hero_status_type = value_enum(HeroStatus, "hero_status").with_variant(
+    value_enum(HeroStatus, "hero_status", native=False), "mysql"
 )
 # --8<-- [end:enum]
 

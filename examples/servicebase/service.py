@@ -171,6 +171,7 @@ class ServiceBase(Generic[ModelT, CreateT, UpdateT]):
             .where(*self._where(filter, include_deleted), *_extra)
             .options(*self._options(load))
             .limit(2)
+            .execution_options(populate_existing=True)
         )
         rows = (await self.session.exec(statement)).all()
         if len(rows) > 1:
@@ -213,6 +214,7 @@ class ServiceBase(Generic[ModelT, CreateT, UpdateT]):
             .limit(limit)
             .offset(offset)
             .options(*self._options(load))
+            .execution_options(populate_existing=True)
         )
         rows = (await self.session.exec(statement)).all()
         if rows:
@@ -254,6 +256,7 @@ class ServiceBase(Generic[ModelT, CreateT, UpdateT]):
             .order_by(*order_by(keys, self.dialect, reverse=backwards))
             .limit(limit + 1)  # one extra row tells whether there is another page
             .options(*self._options(load))
+            .execution_options(populate_existing=True)
         )
         rows = list((await self.session.exec(statement)).all())
         more = len(rows) > limit
@@ -363,21 +366,23 @@ class ServiceBase(Generic[ModelT, CreateT, UpdateT]):
         columns = [
             column.key
             for column in sa.inspect(self.model).columns
-            if column.server_default is None
-            or any(getattr(obj, column.key) is not None for obj in objs)
+            if any(getattr(obj, column.key) is not None for obj in objs)
+            or not (column.server_default is not None or column.primary_key)
         ]
         return [{key: getattr(obj, key) for key in columns} for obj in objs]
 
     # --8<-- [start:upsert]
-    async def upsert_many(self, items: Sequence[CreateT], *, conflict: Sequence[str]) -> int:
-        """Insert, or update on a unique-key conflict: ON CONFLICT / ON DUPLICATE KEY UPDATE."""
+    async def upsert_many(self, items: Sequence[CreateT], *, conflict: Sequence[str]) -> None:
+        """Insert, or update on a unique-key conflict: ON CONFLICT / ON DUPLICATE KEY UPDATE.
+
+        One statement per chunk of rows, sized under the drivers' bind-parameter limits.
+        """
         rows = self._rows(items)
         if not rows:
-            return 0
+            return
         table = self.model.__table__  # type: ignore[attr-defined]
         keys = set(conflict) | {self._pk.key}
-        per_chunk = max(1, MAX_BIND_PARAMETERS // max(len(row) for row in rows))
-        affected = 0
+        per_chunk = max(1, MAX_BIND_PARAMETERS // len(rows[0]))
         for start in range(0, len(rows), per_chunk):
             chunk = rows[start : start + per_chunk]
             statement = self._insert().values(chunk)
@@ -398,8 +403,7 @@ class ServiceBase(Generic[ModelT, CreateT, UpdateT]):
                 statement = statement.on_conflict_do_update(
                     index_elements=list(conflict), set_=updates
                 )
-            affected += await self._execute_rowcount(statement)
-        return affected
+            await self._execute_rowcount(statement)
 
     # --8<-- [end:upsert]
 

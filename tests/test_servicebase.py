@@ -1,0 +1,471 @@
+"""references/servicebase.md: CRUD, filters, sorting, pages, cursors, errors, soft delete."""
+
+import uuid
+from typing import Any
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from examples.app.models import HeroStatus, Power, Team
+from examples.app.schemas import HeroCreate, HeroUpdate, TeamCreate
+from examples.app.services import HeroService, TeamService
+from examples.relationships import grant_power
+from examples.servicebase.errors import (
+    Conflict,
+    ForeignKeyViolation,
+    InvalidFilter,
+    NotFound,
+    StaleVersion,
+)
+from tests.conftest import Backend
+from tests.support import counting_statements, raw_rows
+
+SECRET = b"cursor-secret-for-tests-0123456789"
+
+
+@pytest.fixture
+def heroes(session: AsyncSession) -> HeroService:
+    return HeroService(session, cursor_secret=SECRET)
+
+
+@pytest.fixture
+def teams(session: AsyncSession) -> TeamService:
+    return TeamService(session, cursor_secret=SECRET)
+
+
+def hero(name: str, **fields: Any) -> HeroCreate:
+    return HeroCreate.model_validate({"name": name, "secret_name": f"{name} secret", **fields})
+
+
+def where(field: str, op: str, value: Any = None) -> dict[str, Any]:
+    return {"field": field, "op": op, "value": value}
+
+
+async def names(service: HeroService, filter: Any, **kwargs: Any) -> list[str]:
+    page = await service.page(filter, sort="name", limit=100, **kwargs)
+    return [item.name for item in page.items]
+
+
+# ---------------------------------------------------------------- create and read
+
+
+async def test_create_get_and_not_found(heroes: HeroService) -> None:
+    created = await heroes.create(hero("Deadpond", age=48))
+    fetched = await heroes.get(created.id)
+    assert (fetched.id, fetched.name, fetched.version) == (created.id, "Deadpond", 1)
+    with pytest.raises(NotFound, match="not found"):
+        await heroes.get(uuid.uuid4())
+
+
+async def test_create_many_is_one_insert(engine: AsyncEngine, heroes: HeroService) -> None:
+    with counting_statements(engine) as log:
+        created = await heroes.create_many([hero(f"hero {i:03}") for i in range(250)])
+    assert len({h.id for h in created}) == 250
+    assert all(h.created_at is not None for h in created)  # server defaults came back too
+    assert [s.split()[0] for s in log.statements] == ["INSERT"]
+
+
+async def test_get_one_or_none_refuses_an_ambiguous_filter(heroes: HeroService) -> None:
+    await heroes.create_many([hero("Deadpond", age=1), hero("Dead Man", age=1)])
+    found = await heroes.get_one_or_none(where("name", "eq", "Deadpond"))
+    assert found is not None
+    assert found.name == "Deadpond"
+    assert await heroes.get_one_or_none(where("name", "eq", "Nobody")) is None
+    with pytest.raises(InvalidFilter, match="more than one"):
+        await heroes.get_one_or_none(where("age", "eq", 1))
+
+
+async def test_count_and_exists(heroes: HeroService) -> None:
+    await heroes.create_many([hero("a", age=1), hero("b", age=2), hero("c", age=3)])
+    assert await heroes.count(where("age", "gte", 2)) == 2
+    assert await heroes.exists(where("age", "eq", 3))
+    assert not await heroes.exists(where("age", "eq", 4))
+
+
+# ---------------------------------------------------------------- filters
+
+
+@pytest.fixture
+async def cast(heroes: HeroService, session: AsyncSession) -> None:
+    team = Team(name="Preventers", headquarters="Sharp Tower")
+    flight, strength = Power(name="Flight"), Power(name="Strength")
+    session.add_all([team, flight, strength])
+    await session.flush()
+    created = await heroes.create_many(
+        [
+            hero("Deadpond", age=48, team_id=team.id),
+            hero("Rusty-Man", age=None, status=HeroStatus.RETIRED, team_id=team.id),
+            hero("100%_done", age=20),
+            hero("100 done", age=None),
+            hero("Ébène", age=30, status=HeroStatus.MISSING),
+            hero("éclair", age=31),
+        ]
+    )
+    assert flight.id is not None
+    assert strength.id is not None
+    await grant_power(session, created[0].id, flight.id, level=3)
+    await grant_power(session, created[0].id, strength.id, level=8)
+    await grant_power(session, created[4].id, flight.id, level=9)
+
+
+ALL = ["100 done", "100%_done", "Deadpond", "Rusty-Man", "Ébène", "éclair"]
+
+
+@pytest.mark.usefixtures("cast")
+@pytest.mark.parametrize(
+    ("filter", "expected"),
+    [
+        (where("age", "eq", 48), ["Deadpond"]),
+        # ne / not_in never match NULL (SQL three-valued logic, same on every backend)
+        (where("age", "ne", 48), ["100%_done", "Ébène", "éclair"]),
+        (where("age", "gt", 30), ["Deadpond", "éclair"]),
+        (where("age", "gte", 30), ["Deadpond", "Ébène", "éclair"]),
+        (where("age", "lt", 30), ["100%_done"]),
+        (where("age", "lte", 30), ["100%_done", "Ébène"]),
+        (where("age", "in", [20, 48]), ["100%_done", "Deadpond"]),
+        (where("age", "not_in", [20, 48]), ["Ébène", "éclair"]),
+        (where("age", "in", []), []),
+        (where("age", "not_in", []), ALL),
+        (where("age", "between", [30, 31]), ["Ébène", "éclair"]),
+        (where("age", "isnull", True), ["100 done", "Rusty-Man"]),
+        (where("age", "isnull", False), ["100%_done", "Deadpond", "Ébène", "éclair"]),
+        (where("status", "in", ["retired", "missing"]), ["Rusty-Man", "Ébène"]),
+        # % and _ are literal characters, never wildcards
+        (where("name", "contains", "%"), ["100%_done"]),
+        (where("name", "contains", "0_d"), []),
+        (where("name", "startswith", "100%"), ["100%_done"]),
+        (where("name", "endswith", "_done"), ["100%_done"]),
+        # case-sensitive operators are case-sensitive everywhere; i* fold non-ASCII too
+        (where("name", "contains", "dead"), []),
+        (where("name", "icontains", "DEAD"), ["Deadpond"]),
+        (where("name", "icontains", "ÉBÈ"), ["Ébène"]),
+        (where("name", "istartswith", "é"), ["Ébène", "éclair"]),
+        (where("name", "iendswith", "NE"), ["100 done", "100%_done", "Ébène"]),
+        (where("name", "eq", "deadpond"), []),
+        # related columns go through EXISTS: Deadpond has two powers and appears once
+        (where("power.level", "gte", 3), ["Deadpond", "Ébène"]),
+        (where("power.name", "eq", "Flight"), ["Deadpond", "Ébène"]),
+        (where("team.name", "eq", "Preventers"), ["Deadpond", "Rusty-Man"]),
+        (
+            {"or": [where("age", "lt", 25), {"and": [where("status", "eq", "missing")]}]},
+            ["100%_done", "Ébène"],
+        ),
+        ({"not": where("age", "gt", 30)}, ["100%_done", "Ébène"]),  # NOT never adds NULL rows
+        (None, ALL),
+    ],
+)
+async def test_filter_operators(heroes: HeroService, filter: Any, expected: list[str]) -> None:
+    assert await names(heroes, filter) == sorted(expected, key=str)
+
+
+@pytest.mark.parametrize(
+    ("filter", "message"),
+    [
+        (where("secret_name", "eq", "x"), "cannot filter on 'secret_name'; allowed: age, "),
+        (where("age", "like", 1), "operator 'like' not allowed on 'age'; allowed: between, eq"),
+        (where("age", "eq", "old"), "bad value for 'age'"),
+        (where("age", "eq", 2**40), "bad value for 'age'"),  # would overflow INTEGER
+        (where("age", "eq", None), "use isnull"),
+        (where("name", "eq", "nul\x00byte"), "bad value for 'name'"),  # PostgreSQL refuses NUL
+        (where("name", "eq", "x" * 101), "bad value for 'name'"),  # longer than the column
+        (where("age", "between", [1]), "exactly two values"),
+        (where("age", "between", [1, 2, 3]), "exactly two values"),
+        (where("age", "between", [5, 1]), "low is greater than high"),
+        (where("age", "in", 5), "takes a list"),
+        (where("age", "in", list(range(101))), "at most 100 values"),
+        (where("status", "eq", "flying"), "bad value for 'status'"),
+        (where("created_at", "gt", "2030-01-01T00:00:00"), "bad value for 'created_at'"),
+        ({"and": []}, "non-empty list"),
+        ({"field": "age"}, "unexpected keys"),
+        ({"xor": [where("age", "eq", 1)]}, "unexpected keys"),
+        ("age=1", "a filter is an object"),
+        ({"not": {"not": {"not": {"not": {"not": where("age", "eq", 1)}}}}}, "deeper than 4"),
+        ({"or": [where("age", "eq", i) for i in range(21)]}, "more than 20 conditions"),
+    ],
+)
+async def test_bad_filters_fail_closed(heroes: HeroService, filter: Any, message: str) -> None:
+    with pytest.raises(InvalidFilter) as caught:
+        await heroes.page(filter)
+    assert message in str(caught.value)
+
+
+async def test_mysql_ignores_trailing_spaces_in_equality(
+    backend: Backend, heroes: HeroService
+) -> None:
+    # MySQL/MariaDB collations are PAD SPACE: 'Deadpond ' = 'Deadpond'. A pinned difference.
+    await heroes.create(hero("Deadpond"))
+    matched = await names(heroes, where("name", "eq", "Deadpond "))
+    assert matched == (["Deadpond"] if backend.name == "mysql" else [])
+
+
+# ---------------------------------------------------------------- sorting and pages
+
+
+@pytest.mark.usefixtures("cast")
+@pytest.mark.parametrize(
+    ("sort", "expected"),
+    [
+        ("age", [20, 30, 31, 48, None, None]),  # NULLs last by default, on every backend
+        ("-age", [48, 31, 30, 20, None, None]),
+        ("age:nulls_first", [None, None, 20, 30, 31, 48]),
+        ("-age:nulls_first", [None, None, 48, 31, 30, 20]),
+    ],
+)
+async def test_sort_places_nulls_the_same_everywhere(
+    heroes: HeroService, sort: str, expected: list[int | None]
+) -> None:
+    page = await heroes.page(sort=sort)
+    assert [item.age for item in page.items] == expected
+
+
+@pytest.mark.parametrize(
+    ("sort", "message"),
+    [
+        ("secret_name", "cannot sort by 'secret_name'; sortable: age, created_at, name, status"),
+        ("team_id", "cannot sort by 'team_id'"),
+        ("age:sideways", "cannot sort by 'age:sideways'"),
+        ("age,-age", "appears twice"),
+    ],
+)
+async def test_bad_sorts_fail_closed(heroes: HeroService, sort: str, message: str) -> None:
+    with pytest.raises(InvalidFilter) as caught:
+        await heroes.page(sort=sort)
+    assert message in str(caught.value)
+
+
+@pytest.mark.parametrize(("limit", "offset"), [(0, 0), (101, 0), (10, -1), (10, 10**7)])
+async def test_page_bounds(heroes: HeroService, limit: int, offset: int) -> None:
+    with pytest.raises(InvalidFilter, match="must be between"):
+        await heroes.page(limit=limit, offset=offset)
+
+
+async def test_page_total_comes_with_the_rows(engine: AsyncEngine, heroes: HeroService) -> None:
+    await heroes.create_many([hero(f"hero {i:02}", age=i % 3) for i in range(25)])
+    with counting_statements(engine) as log:
+        page = await heroes.page(where("age", "eq", 1), limit=5, offset=5)
+    # 8 matches (hero 01, 04, ... 22); offset 5 leaves the last 3.
+    assert ([h.name for h in page.items], page.total) == (["hero 16", "hero 19", "hero 22"], 8)
+    assert log.count == 1
+    with counting_statements(engine) as log:
+        past_the_end = await heroes.page(where("age", "eq", 1), limit=5, offset=50)
+    assert (past_the_end.items, past_the_end.total) == ([], 8)
+    assert log.count == 2  # no row to carry the window count: a separate COUNT
+
+
+async def collect_offset_pages(heroes: HeroService, sort: str, limit: int) -> list[str]:
+    seen: list[str] = []
+    offset = 0
+    while True:
+        page = await heroes.page(sort=sort, limit=limit, offset=offset)
+        seen += [h.name for h in page.items]
+        offset += limit
+        if offset >= page.total:
+            return seen
+
+
+async def collect_cursor_pages(heroes: HeroService, sort: str, limit: int) -> list[str]:
+    seen: list[str] = []
+    cursor = None
+    while True:
+        page = await heroes.page_by_cursor(sort=sort, limit=limit, cursor=cursor)
+        seen += [h.name for h in page.items]
+        if page.next_cursor is None:
+            return seen
+        cursor = page.next_cursor
+
+
+@pytest.mark.parametrize("sort", ["age", "-age:nulls_first", "status,-age"])
+async def test_every_row_exactly_once_under_heavy_ties(heroes: HeroService, sort: str) -> None:
+    ages = [None, 1, 1, 1, 2, 2, None, 1, 3, 3, 3, 3, None, 1, 2, 2, 1, 1, 1, 1, 1, 1, 2]
+    statuses = list(HeroStatus)
+    await heroes.create_many(
+        [hero(f"h{i:02}", age=a, status=statuses[i % 3]) for i, a in enumerate(ages)]
+    )
+    everyone = sorted(f"h{i:02}" for i in range(len(ages)))
+    for limit in (1, 4, 7):
+        assert sorted(await collect_offset_pages(heroes, sort, limit)) == everyone
+        assert sorted(await collect_cursor_pages(heroes, sort, limit)) == everyone
+
+
+async def test_keyset_paging_survives_inserts_between_pages(heroes: HeroService) -> None:
+    await heroes.create_many([hero(f"m{i:02}", age=i % 4) for i in range(20)])
+    first = await heroes.page_by_cursor(sort="age", limit=6)
+    seen = [h.name for h in first.items]
+    # New rows sort before and after the cursor; none of the old rows may repeat or vanish.
+    await heroes.create_many([hero(f"new{i}", age=i % 4) for i in range(8)])
+    cursor = first.next_cursor
+    while cursor is not None:
+        page = await heroes.page_by_cursor(sort="age", limit=6, cursor=cursor)
+        seen += [h.name for h in page.items]
+        cursor = page.next_cursor
+    old = [name for name in seen if name.startswith("m")]
+    assert sorted(old) == [f"m{i:02}" for i in range(20)]
+    assert len(seen) == len(set(seen))
+
+
+async def test_cursor_pages_go_back(heroes: HeroService) -> None:
+    await heroes.create_many([hero(f"b{i:02}", age=i % 3) for i in range(10)])
+    first = await heroes.page_by_cursor(sort="-age", limit=4)
+    assert first.prev_cursor is None
+    second = await heroes.page_by_cursor(sort="-age", limit=4, cursor=first.next_cursor)
+    back = await heroes.page_by_cursor(sort="-age", limit=4, cursor=second.prev_cursor)
+    assert [h.name for h in back.items] == [h.name for h in first.items]
+    assert back.prev_cursor is None
+    assert back.next_cursor is not None
+
+
+async def test_tampered_or_foreign_cursors_are_rejected(heroes: HeroService) -> None:
+    await heroes.create_many([hero(f"c{i:02}", age=i) for i in range(5)])
+    cursor = (await heroes.page_by_cursor(sort="age", limit=2)).next_cursor
+    assert cursor is not None
+    body, _, signature = cursor.partition(".")
+    forged = body[:-2] + ("A" if body[-2] != "A" else "B") + body[-1] + "." + signature
+    for bad in (forged, "garbage", cursor + "x", ""):
+        with pytest.raises(InvalidFilter, match="invalid cursor"):
+            await heroes.page_by_cursor(sort="age", limit=2, cursor=bad)
+    with pytest.raises(InvalidFilter, match="different filter or sort"):
+        await heroes.page_by_cursor(sort="-age", limit=2, cursor=cursor)
+    with pytest.raises(InvalidFilter, match="different filter or sort"):
+        await heroes.page_by_cursor(where("age", "gt", 0), sort="age", limit=2, cursor=cursor)
+    other_secret = HeroService(heroes.session, cursor_secret=b"another-secret-0123456789")
+    with pytest.raises(InvalidFilter, match="invalid cursor"):
+        await other_secret.page_by_cursor(sort="age", limit=2, cursor=cursor)
+
+
+# ---------------------------------------------------------------- updates and deletes
+
+
+async def test_update_is_partial_and_versioned(heroes: HeroService) -> None:
+    created = await heroes.create(hero("Deadpond", age=48, attributes={"cape": "red"}))
+    updated = await heroes.update(created.id, HeroUpdate(age=49), expected_version=1)
+    assert (updated.age, updated.attributes, updated.version) == (49, {"cape": "red"}, 2)
+    with pytest.raises(StaleVersion, match="newer version"):
+        await heroes.update(created.id, HeroUpdate(age=50), expected_version=1)
+
+
+async def test_update_where_counts_and_bumps_versions(heroes: HeroService) -> None:
+    await heroes.create_many([hero("a", age=1), hero("b", age=1), hero("c", age=2)])
+    changed = await heroes.update_where(where("age", "eq", 1), HeroUpdate(age=10))
+    assert changed == 2
+    page = await heroes.page(where("age", "eq", 10))
+    assert sorted((h.name, h.version) for h in page.items) == [("a", 2), ("b", 2)]
+    with pytest.raises(InvalidFilter, match="needs a filter"):
+        await heroes.update_where({}, HeroUpdate(age=1))
+
+
+async def test_soft_deleted_rows_are_invisible_until_restored(heroes: HeroService) -> None:
+    _alive, doomed = await heroes.create_many([hero("alive", age=1), hero("doomed", age=1)])
+    await heroes.delete(doomed.id)
+    assert doomed.deleted_at is not None
+    age_one = where("age", "eq", 1)
+    with pytest.raises(NotFound):
+        await heroes.get(doomed.id)
+    with pytest.raises(NotFound):
+        await heroes.update(doomed.id, HeroUpdate(age=5))
+    with pytest.raises(NotFound):
+        await heroes.delete(doomed.id)
+    assert await names(heroes, age_one) == ["alive"]
+    assert await heroes.count(age_one) == 1
+    assert not await heroes.exists(where("name", "eq", "doomed"))
+    assert [h.name for h in (await heroes.page_by_cursor(age_one)).items] == ["alive"]
+    assert await heroes.update_where(where("name", "eq", "doomed"), HeroUpdate(age=7)) == 0
+    assert await heroes.delete_where(where("name", "eq", "doomed")) == 0
+    assert await names(heroes, age_one, include_deleted=True) == ["alive", "doomed"]
+
+    restored = await heroes.restore(doomed.id)
+    assert restored.deleted_at is None
+    assert await heroes.count(age_one) == 2
+
+
+async def test_delete_where_refuses_an_empty_filter_and_hard_deletes(
+    heroes: HeroService,
+) -> None:
+    await heroes.create_many([hero("a", age=1), hero("b", age=2)])
+    empty: dict[str, Any] | None
+    for empty in (None, {}):
+        with pytest.raises(InvalidFilter, match="refusing to delete every row"):
+            await heroes.delete_where(empty)
+    assert await heroes.delete_where(where("age", "eq", 1), hard=True) == 1
+    assert await heroes.count(include_deleted=True) == 1
+
+
+async def test_hard_delete(heroes: HeroService) -> None:
+    created = await heroes.create(hero("Deadpond"))
+    await heroes.delete(created.id, hard=True)
+    with pytest.raises(NotFound):
+        await heroes.get(created.id, include_deleted=True)
+
+
+# ---------------------------------------------------------------- upserts and errors
+
+
+async def test_upsert_inserts_then_updates_in_one_statement(
+    engine: AsyncEngine, heroes: HeroService
+) -> None:
+    first = await heroes.upsert(hero("Deadpond", age=1), conflict=["secret_name"])
+    assert (first.age, first.version) == (1, 1)
+    await heroes.delete(first.id)
+    with counting_statements(engine) as log:
+        await heroes.upsert_many(
+            [hero("Deadpond", age=2), hero("Rusty-Man", age=3)], conflict=["secret_name"]
+        )
+    assert [s.split()[0] for s in log.statements] == ["INSERT"]
+    again = await heroes.get(first.id)  # revived: upserting clears deleted_at
+    assert (again.age, again.version) == (2, 3)  # versions: insert 1, soft delete 2, upsert 3
+    assert await heroes.count() == 2
+
+
+async def test_get_or_create_returns_the_existing_row(teams: TeamService) -> None:
+    data = TeamCreate(name="Preventers", headquarters="Sharp Tower")
+    created, was_created = await teams.get_or_create(data, keys=["name"])
+    again, created_again = await teams.get_or_create(data, keys=["name"])
+    assert (was_created, created_again) == (True, False)
+    assert again.id == created.id
+
+
+async def test_constraint_errors_are_safe_to_show(heroes: HeroService, teams: TeamService) -> None:
+    await teams.create(TeamCreate(name="Preventers", headquarters="Sharp Tower"))
+    with pytest.raises(Conflict) as conflict:
+        await teams.create(TeamCreate(name="Preventers", headquarters="Secret Base"))
+    await teams.session.rollback()
+    with pytest.raises(ForeignKeyViolation) as missing_parent:
+        await heroes.create(hero("Orphan", team_id=987654))
+    for error in (conflict.value, missing_parent.value):
+        message = str(error)
+        assert not any(word in message for word in ("INSERT", "SELECT", "Preventers", "987654"))
+
+
+async def test_unknown_load_option_is_refused(heroes: HeroService) -> None:
+    with pytest.raises(InvalidFilter, match="loadable: powers, team"):
+        await heroes.page(load=["secret"])
+
+
+async def test_load_options_are_constant_in_statements(
+    engine: AsyncEngine, heroes: HeroService, session: AsyncSession
+) -> None:
+    team = Team(name="Preventers", headquarters="Sharp Tower")
+    session.add(team)
+    await session.flush()
+    await heroes.create_many([hero(f"h{i}", team_id=team.id) for i in range(30)])
+    session.expunge_all()
+    with counting_statements(engine) as log:
+        page = await heroes.page(load=["team", "powers"], limit=30)
+        assert {h.team.name for h in page.items if h.team} == {"Preventers"}
+        assert all(h.power_links == [] for h in page.items)
+    assert log.count == 2  # heroes joined to teams; all their power links
+
+
+async def test_apprentices_of(heroes: HeroService) -> None:
+    mentor = await heroes.create(hero("Rusty-Man"))
+    await heroes.create_many(
+        [hero("young", age=20, mentor_id=mentor.id), hero("old", age=60, mentor_id=mentor.id)]
+    )
+    assert [h.name for h in await heroes.apprentices_of(mentor.id)] == ["old", "young"]
+
+
+async def test_raw_enum_value_survives_bulk_insert(
+    heroes: HeroService, session: AsyncSession
+) -> None:
+    await heroes.create_many([hero("Deadpond", status=HeroStatus.MISSING)])
+    assert await raw_rows(session, "SELECT status FROM hero") == [("missing",)]
