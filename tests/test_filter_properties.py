@@ -7,6 +7,7 @@ the database collation. Names have no spaces: MySQL ignores trailing spaces in =
 test_servicebase.py).
 """
 
+from collections.abc import Callable
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
@@ -25,6 +26,7 @@ ages = st.one_of(st.none(), st.integers(0, 5))
 statuses = st.sampled_from([status.value for status in HeroStatus])
 
 heroes = st.lists(st.tuples(names, ages, statuses), max_size=10)
+TEXT_OPERATORS = ("contains", "icontains", "startswith", "istartswith", "endswith", "iendswith")
 
 
 def leaf() -> st.SearchStrategy[dict[str, Any]]:
@@ -39,11 +41,7 @@ def leaf() -> st.SearchStrategy[dict[str, Any]]:
         condition("age", "isnull", st.booleans()),
         *(condition("name", op, names) for op in ("eq", "ne")),
         *(condition("name", op, st.lists(names, max_size=3)) for op in ("in", "not_in")),
-        *(
-            condition("name", op, names)
-            for op in ("contains", "icontains", "startswith", "istartswith")
-            + ("endswith", "iendswith")
-        ),
+        *(condition("name", op, names) for op in TEXT_OPERATORS),
         condition("status", "eq", statuses),
         condition("status", "not_in", st.lists(statuses, max_size=2)),
     )
@@ -77,14 +75,14 @@ def evaluate(node: Node, row: dict[str, Any]) -> bool | None:
 def evaluate_condition(condition: Condition, value: Any) -> bool | None:
     op, target = condition.op, condition.value
     if op == "isnull":
-        return (value is None) == target
+        return bool((value is None) == target)
     if op in ("in", "not_in") and not target:  # compiled to FALSE / TRUE, NULL or not
         return op == "not_in"
     if value is None:
         return None
     if op in ("icontains", "istartswith", "iendswith"):
         value, target, op = value.lower(), target.lower(), op[1:]
-    checks = {
+    checks: dict[str, Callable[[], Any]] = {
         "eq": lambda: value == target,
         "ne": lambda: value != target,
         "gt": lambda: value > target,

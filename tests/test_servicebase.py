@@ -4,13 +4,16 @@ import uuid
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from examples.app.models import HeroStatus, Power, Team
 from examples.app.schemas import HeroCreate, HeroUpdate, TeamCreate
 from examples.app.services import HeroService, TeamService
+from examples.data_models import main as data_models_main
 from examples.relationships import grant_power
+from examples.relationships import main as relationships_main
 from examples.servicebase.errors import (
     Conflict,
     ForeignKeyViolation,
@@ -18,6 +21,13 @@ from examples.servicebase.errors import (
     NotFound,
     StaleVersion,
 )
+from examples.servicebase_usage import (
+    adults_in_team,
+    birthday,
+    every_hero_by_age,
+    import_heroes,
+)
+from examples.servicebase_usage import main as servicebase_usage_main
 from tests.conftest import Backend
 from tests.support import counting_statements, raw_rows
 
@@ -469,3 +479,41 @@ async def test_raw_enum_value_survives_bulk_insert(
 ) -> None:
     await heroes.create_many([hero("Deadpond", status=HeroStatus.MISSING)])
     assert await raw_rows(session, "SELECT status FROM hero") == [("missing",)]
+
+
+# ---------------------------------------------------------------- the usage walkthrough
+
+
+async def test_usage_walkthrough(heroes: HeroService, teams: TeamService) -> None:
+    team, created = await teams.get_or_create(
+        TeamCreate(name="Preventers", headquarters="Sharp Tower"), keys=["name"]
+    )
+    assert created
+    rows: list[dict[str, Any]] = [
+        {"name": "Rusty-Man", "secret_name": "Tommy Sharp", "age": 48, "team_id": team.id},
+        {"name": "Deadpond", "secret_name": "Dive Wilson", "team_id": team.id},
+        {"name": "Kid", "secret_name": "Kid Secret", "age": 12, "team_id": team.id},
+        {"name": "Loner", "secret_name": "Lone Secret", "age": 30},
+    ]
+    await import_heroes(heroes, rows)
+    page = await adults_in_team(heroes, "Preventers")
+    assert [(h.name, h.team.name if h.team else None) for h in page.items] == [
+        ("Rusty-Man", "Preventers")
+    ]
+    assert await every_hero_by_age(heroes) == ["Deadpond", "Kid", "Loner", "Rusty-Man"]
+
+    rusty = page.items[0]
+    older = await birthday(heroes, rusty.id, seen_version=1)
+    assert (older.age, older.version) == (49, 2)
+    with pytest.raises(StaleVersion):
+        await birthday(heroes, rusty.id, seen_version=1)
+
+    bad_batch: list[dict[str, Any]] = [{"name": "New", "secret_name": "n"}, {"name": "x" * 500}]
+    with pytest.raises(ValidationError):  # one bad row: nothing is written
+        await import_heroes(heroes, bad_batch)
+    assert await heroes.count() == 4
+
+
+async def test_walkthroughs_run() -> None:
+    for walkthrough in (data_models_main, relationships_main, servicebase_usage_main):
+        await walkthrough()
