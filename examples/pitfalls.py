@@ -3,13 +3,16 @@
 Models defined here use their own registry and metadata, never the app's.
 """
 
+import asyncio
+import contextlib
 import uuid
 from typing import Any
 
 from sqlalchemy import Column, MetaData, String
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlalchemy.orm import lazyload, registry
-from sqlmodel import Field, Relationship, SQLModel
+from sqlmodel import Field, Relationship, SQLModel, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from examples.app.models import Hero, Team, rel
@@ -66,6 +69,41 @@ async def read_after_close(engine: AsyncEngine) -> str:
 
 
 # --8<-- [end:detached]
+
+
+# --8<-- [start:misplaced_await]
+async def misplaced_await(session: AsyncSession) -> Hero | None:
+    # await binds to the whole expression: .first() runs on the coroutine, not on its result.
+    # mypy --strict reports it; at runtime: AttributeError. Write (await session.exec(...)).first().
+    return await session.exec(select(Hero)).first()  # type: ignore[attr-defined,no-any-return]
+
+
+# --8<-- [end:misplaced_await]
+
+
+# --8<-- [start:shared_session]
+async def share_one_session(session: AsyncSession) -> None:
+    # One session is one connection: concurrent tasks on it collide.
+    results = await asyncio.gather(
+        *(session.exec(select(Hero)) for _ in range(3)), return_exceptions=True
+    )
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+
+
+# --8<-- [end:shared_session]
+
+
+# --8<-- [start:use_after_failed_flush]
+async def keep_going_after_a_failed_flush(session: AsyncSession) -> None:
+    session.add_all([Team(name="Twins", headquarters="A"), Team(name="Twins", headquarters="B")])
+    with contextlib.suppress(IntegrityError):  # swallowed, but the transaction is rolled back
+        await session.flush()  # IntegrityError: duplicate name
+    await session.exec(select(Team))  # PendingRollbackError
+
+
+# --8<-- [end:use_after_failed_flush]
 
 
 # --8<-- [start:string_without_length]

@@ -16,7 +16,7 @@ from examples.app.schemas import HeroCreate, HeroUpdate, TeamCreate
 from examples.app.services import HeroService, TeamService
 from examples.app.settings import Settings
 from examples.servicebase.pagination import CursorPage, Page
-from examples.servicebase.service import unit_of_work
+from examples.servicebase.transactions import unit_of_work
 
 CURSOR_SECRET = b"change-me: at least 16 random bytes from settings"
 

@@ -16,7 +16,7 @@ from examples.app.schemas import HeroCreate, HeroUpdate, TeamCreate
 from examples.app.services import HeroService, TeamService
 from examples.servicebase.errors import StaleVersion
 from examples.servicebase.pagination import Page
-from examples.servicebase.service import unit_of_work
+from examples.servicebase.transactions import unit_of_work
 from tests.test_servicebase import SECRET
 
 

@@ -1,17 +1,15 @@
 """ServiceBase[Model, Create, Update]: typed async CRUD with safe filters, sorting and paging.
 
-The caller owns the transaction: methods flush, never commit (see unit_of_work).
+The caller owns the transaction: methods flush, never commit (see transactions.unit_of_work).
 """
 
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar, Generic, TypeVar
 
 import sqlalchemy as sa
 from pydantic import TypeAdapter
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlalchemy.orm import QueryableAttribute
 from sqlalchemy.orm.exc import StaleDataError
 from sqlalchemy.orm.interfaces import ORMOption
@@ -44,19 +42,6 @@ UpdateT = TypeVar("UpdateT", bound=SQLModel)
 
 MAX_OFFSET = 1_000_000
 MAX_BIND_PARAMETERS = 30_000  # under asyncpg's 32767 and SQLite's 32766 per statement
-
-
-# --8<-- [start:unit_of_work]
-@asynccontextmanager
-async def unit_of_work(
-    session_factory: async_sessionmaker[AsyncSession],
-) -> AsyncIterator[AsyncSession]:
-    """One transaction: commits when the block succeeds, rolls back when it raises."""
-    async with session_factory() as session, session.begin():
-        yield session
-
-
-# --8<-- [end:unit_of_work]
 
 
 class ServiceBase(Generic[ModelT, CreateT, UpdateT]):

@@ -1,0 +1,58 @@
+"""Units of work: one transaction per block, and retrying the whole unit on transient failures."""
+
+import asyncio
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import TypeVar
+
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from examples.servicebase.errors import DatabaseError, classify
+
+T = TypeVar("T")
+
+
+# --8<-- [start:unit_of_work]
+@asynccontextmanager
+async def unit_of_work(
+    session_factory: async_sessionmaker[AsyncSession],
+) -> AsyncIterator[AsyncSession]:
+    """One transaction: commits when the block succeeds, rolls back when it raises."""
+    async with session_factory() as session, session.begin():
+        yield session
+
+
+# --8<-- [end:unit_of_work]
+
+
+# --8<-- [start:run_in_transaction]
+RETRYABLE = {DatabaseError.DEADLOCK, DatabaseError.SERIALIZATION_FAILURE}
+
+
+async def run_in_transaction(
+    session_factory: async_sessionmaker[AsyncSession],
+    work: Callable[[AsyncSession], Awaitable[T]],
+    *,
+    attempts: int = 3,
+    backoff: float = 0.05,
+) -> T:
+    """Run work in a fresh transaction; on a deadlock or serialization failure, run it again.
+
+    Only the database rolled the loser back, so re-running the whole unit is safe, provided work
+    has no side effects outside the database (no emails, no HTTP calls) before it commits.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            async with unit_of_work(session_factory) as session:
+                return await work(session)
+        except DBAPIError as error:
+            if attempt == attempts or classify(error) not in RETRYABLE:
+                raise
+            await asyncio.sleep(backoff * 2 ** (attempt - 1) * random.uniform(0.5, 1.5))
+    raise AssertionError("unreachable")
+
+
+# --8<-- [end:run_in_transaction]

@@ -1,0 +1,184 @@
+"""references/async-operations.md: queries, bulk statements, savepoints, raw SQL, streaming,
+concurrency, retries, and the errors of misusing a session."""
+
+import asyncio
+import gc
+from collections.abc import AsyncIterator
+
+import pytest
+from sqlalchemy import delete
+from sqlalchemy.exc import IntegrityError, InvalidRequestError, PendingRollbackError
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from sqlmodel import col, select, update
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from examples.app.db import create_session_factory
+from examples.app.models import Hero, Team
+from examples.async_operations import (
+    add_team_unless_taken,
+    count_heroes,
+    count_in_parallel,
+    delete_teamless_heroes,
+    heroes_named,
+    heroes_older_than,
+    names_and_ages,
+    retire_everyone_older_than,
+    stream_hero_names,
+    transfer_age,
+)
+from examples.async_operations import main as async_operations_main
+from examples.pitfalls import (
+    keep_going_after_a_failed_flush,
+    misplaced_await,
+    share_one_session,
+)
+from examples.servicebase.errors import DatabaseError, classify
+from examples.servicebase.transactions import run_in_transaction, unit_of_work
+from tests.conftest import Backend
+from tests.support import counting_statements
+
+
+async def add_heroes(session: AsyncSession, *ages: int | None) -> None:
+    session.add_all(Hero(name=f"h{i}", secret_name=f"s{i}", age=age) for i, age in enumerate(ages))
+    await session.flush()
+
+
+async def test_select_shapes(session: AsyncSession) -> None:
+    await add_heroes(session, 30, 50, None)
+    assert [h.name for h in await heroes_older_than(session, 40)] == ["h1"]
+    assert list(await names_and_ages(session)) == [("h0", 30), ("h1", 50), ("h2", None)]
+    assert await count_heroes(session) == 3
+
+
+async def test_bulk_update_and_delete_statements(
+    engine: AsyncEngine, session: AsyncSession
+) -> None:
+    await add_heroes(session, 30, 50, 60)
+    with counting_statements(engine) as log:
+        assert await retire_everyone_older_than(session, 40) == 2
+        assert await delete_teamless_heroes(session) == 3
+    assert [s.split()[0] for s in log.statements] == ["UPDATE", "DELETE"]
+
+
+async def test_savepoint_keeps_the_transaction_alive(session: AsyncSession) -> None:
+    assert await add_team_unless_taken(session, "Preventers")
+    assert not await add_team_unless_taken(session, "Preventers")
+    teams = (await session.exec(select(Team.name))).all()
+    assert teams == ["Preventers"]
+
+
+async def test_raw_sql_binds_values(session: AsyncSession) -> None:
+    session.add(Hero(name="O'Brien; DROP TABLE hero; --", secret_name="x"))
+    await session.flush()
+    assert await heroes_named(session, "O'Brien; DROP TABLE hero; --") == 1
+    assert await count_heroes(session) == 1
+
+
+async def test_streaming_is_one_query(engine: AsyncEngine, session: AsyncSession) -> None:
+    await add_heroes(session, *range(1200))
+    with counting_statements(engine) as log:
+        streamed = [name async for name in stream_hero_names(session)]
+    assert len(streamed) == 1200
+    assert log.count == 1
+
+
+@pytest.fixture
+async def session_factory(
+    engine: AsyncEngine,
+) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    factory = create_session_factory(engine)
+    yield factory
+    async with unit_of_work(factory) as session:  # these tests commit: clean up after them
+        await session.exec(delete(Hero))
+        await session.exec(delete(Team))
+
+
+async def test_one_session_per_task(session_factory: async_sessionmaker[AsyncSession]) -> None:
+    async with unit_of_work(session_factory) as session:
+        await add_heroes(session, 1, 2)
+    assert await count_in_parallel(session_factory) == [2, 2, 2]
+
+
+async def test_a_deadlock_is_retried_and_each_unit_applies_once(
+    backend: Backend, session_factory: async_sessionmaker[AsyncSession]
+) -> None:
+    async with unit_of_work(session_factory) as session:
+        session.add_all([Hero(name=n, secret_name=n, age=10) for n in ("A", "B")])
+    both_hold_their_first_lock = asyncio.Barrier(2)
+    attempts = 0
+
+    async def bump_in_order(first: str, second: str) -> None:
+        async def work(session: AsyncSession) -> None:
+            nonlocal attempts
+            attempts += 1
+            for name in (first, second):
+                await session.exec(
+                    update(Hero).where(col(Hero.name) == name).values(age=col(Hero.age) + 1)
+                )
+                # First attempts wait for each other, so each holds the lock the other wants.
+                # (SQLite's BEGIN IMMEDIATE serialises the units: there is nothing to deadlock.)
+                if name == first and attempts <= 2 and backend.name != "sqlite":
+                    await asyncio.wait_for(both_hold_their_first_lock.wait(), 10)
+
+        await run_in_transaction(session_factory, work)
+
+    await asyncio.gather(bump_in_order("A", "B"), bump_in_order("B", "A"))
+    async with session_factory() as session:
+        ages = (await session.exec(select(Hero.name, Hero.age).order_by(Hero.name))).all()
+    assert list(ages) == [("A", 12), ("B", 12)]  # both units, exactly once each
+    assert attempts == (2 if backend.name == "sqlite" else 3)  # the loser ran twice
+
+
+async def test_transfer_with_retry(session_factory: async_sessionmaker[AsyncSession]) -> None:
+    async with unit_of_work(session_factory) as session:
+        session.add_all([Hero(name=n, secret_name=n, age=10) for n in ("A", "B")])
+    await transfer_age(session_factory, "A", "B")
+    async with session_factory() as session:
+        ages = (await session.exec(select(Hero.age).order_by(Hero.name))).all()
+    assert list(ages) == [9, 11]
+
+
+async def test_retry_does_not_repeat_other_errors(
+    session_factory: async_sessionmaker[AsyncSession],
+) -> None:
+    attempts = 0
+
+    async def work(session: AsyncSession) -> None:
+        nonlocal attempts
+        attempts += 1
+        session.add_all(
+            [Team(name="Twins", headquarters="A"), Team(name="Twins", headquarters="B")]
+        )
+        await session.flush()
+
+    with pytest.raises(IntegrityError) as caught:
+        await run_in_transaction(session_factory, work)
+    assert classify(caught.value) is DatabaseError.UNIQUE_VIOLATION
+    assert attempts == 1
+
+
+# ---------------------------------------------------------------- misuse, reproduced
+
+
+@pytest.mark.filterwarnings("ignore:coroutine .* was never awaited:RuntimeWarning")
+async def test_misplaced_await(session: AsyncSession) -> None:
+    with pytest.raises(AttributeError, match="'coroutine' object has no attribute 'first'"):
+        await misplaced_await(session)
+    gc.collect()
+
+
+async def test_sharing_a_session_between_tasks_fails(
+    session_factory: async_sessionmaker[AsyncSession],
+) -> None:
+    async with session_factory() as session:
+        with pytest.raises(InvalidRequestError, match="concurrent operations are not permitted"):
+            await share_one_session(session)
+
+
+async def test_using_a_session_after_a_failed_flush(session: AsyncSession) -> None:
+    with pytest.raises(PendingRollbackError, match="rolled back due to a previous exception"):
+        await keep_going_after_a_failed_flush(session)
+
+
+async def test_walkthrough_runs() -> None:
+    await async_operations_main()
