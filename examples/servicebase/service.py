@@ -55,18 +55,41 @@ class ServiceBase(Generic[ModelT, CreateT, UpdateT]):
     max_limit: ClassVar[int] = 100
     soft_delete_column: ClassVar[str | None] = "deleted_at"  # used when the model has it
 
+    # Derived once per subclass (in __init_subclass__), not per request.
+    _pk: ClassVar[Any]
+    _pk_adapter: ClassVar[TypeAdapter[Any]]
+    _version: ClassVar[Any]
+    _deleted: ClassVar[Any]
+    _name: ClassVar[str]
+    _sortable: ClassVar[dict[str, tuple[QueryableAttribute[Any], TypeAdapter[Any]]]]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "model" not in cls.__dict__:  # an intermediate base class
+            return
+        mapper = sa.inspect(cls.model)
+        (cls._pk,) = mapper.primary_key  # single-column primary keys
+        cls._pk_adapter = TypeAdapter(value_type_for(getattr(cls.model, cls._pk.key)))
+        cls._version = mapper.version_id_col
+        cls._deleted = (
+            mapper.columns.get(cls.soft_delete_column) if cls.soft_delete_column else None
+        )
+        cls._name = mapper.class_.__name__.lower()
+        cls._sortable = {
+            name: (spec.column, cls.filters.adapter(name))
+            for name, spec in cls.filters.fields.items()
+            if spec.sortable and not spec.path
+        }
+
     def __init__(self, session: AsyncSession, *, cursor_secret: bytes) -> None:
         self.session = session
         self.cursors = CursorCodec(cursor_secret)
-        mapper = sa.inspect(self.model)
-        (self._pk,) = mapper.primary_key  # single-column primary keys
-        self._pk_attr: QueryableAttribute[Any] = getattr(self.model, self._pk.key)
-        self._pk_adapter: TypeAdapter[Any] = TypeAdapter(value_type_for(self._pk_attr))
-        self._version = mapper.version_id_col
-        self._deleted = (
-            mapper.columns.get(self.soft_delete_column) if self.soft_delete_column else None
-        )
-        self._name = mapper.class_.__name__.lower()
+
+    @property
+    def _pk_attr(self) -> QueryableAttribute[Any]:
+        # Not a class attribute: a mapped attribute there would act as a descriptor.
+        attribute: QueryableAttribute[Any] = getattr(self.model, self._pk.key)
+        return attribute
 
     # ------------------------------------------------------------------ helpers
 
@@ -100,13 +123,16 @@ class ServiceBase(Generic[ModelT, CreateT, UpdateT]):
         return limit
 
     def _sort(self, sort: str | None) -> list[SortKey]:
-        sortable = {
-            name: (spec.column, self.filters.adapter(name))
-            for name, spec in self.filters.fields.items()
-            if spec.sortable and not spec.path
-        }
         tie_breaker = (self._pk.key, self._pk_attr, self._pk_adapter)
-        return parse_sort(sort or self.default_sort, sortable, tie_breaker)
+        return parse_sort(sort or self.default_sort, self._sortable, tie_breaker)
+
+    async def _read(self, statement: Any) -> Any:
+        # Objects already in the session may be stale after a bulk UPDATE or an upsert in this
+        # unit of work: overwrite them with what the database returns. A fresh session (the
+        # usual request) has nothing to refresh and skips the cost.
+        if self.session.identity_map:
+            statement = statement.execution_options(populate_existing=True)
+        return await self.session.exec(statement)
 
     async def _flush(self) -> None:
         try:
@@ -156,9 +182,8 @@ class ServiceBase(Generic[ModelT, CreateT, UpdateT]):
             .where(*self._where(filter, include_deleted), *_extra)
             .options(*self._options(load))
             .limit(2)
-            .execution_options(populate_existing=True)
         )
-        rows = (await self.session.exec(statement)).all()
+        rows = (await self._read(statement)).all()
         if len(rows) > 1:
             raise InvalidFilter(f"the filter matches more than one {self._name}")
         return rows[0] if rows else None
@@ -186,27 +211,31 @@ class ServiceBase(Generic[ModelT, CreateT, UpdateT]):
         load: Sequence[str] = (),
         include_deleted: bool = False,
     ) -> Page[ModelT]:
-        """One page and the total in one round trip (COUNT(*) OVER ())."""
+        """One page and the total in one round trip.
+
+        The total is an uncorrelated scalar subquery, computed once: unlike COUNT(*) OVER (),
+        it doesn't make the database materialise every match before the LIMIT.
+        """
         limit = self._limit(limit)
         if not 0 <= offset <= MAX_OFFSET:
             raise InvalidFilter(f"offset must be between 0 and {MAX_OFFSET}")
         node = self._node(filter)
         where = self._where(node, include_deleted)
+        total = select(sa.func.count()).select_from(self.model).where(*where).scalar_subquery()
         statement = (
-            select(self.model, sa.func.count().over().label("total"))
+            select(self.model, total.label("total"))
             .where(*where)
             .order_by(*order_by(self._sort(sort), self.dialect))
             .limit(limit)
             .offset(offset)
             .options(*self._options(load))
-            .execution_options(populate_existing=True)
         )
-        rows = (await self.session.exec(statement)).all()
+        rows = (await self._read(statement)).all()
         if rows:
-            total = rows[0][1]
-        else:  # past the end the window has no row to ride on: count separately
-            total = await self.count(node, include_deleted=include_deleted)
-        return Page([row[0] for row in rows], total, limit, offset)
+            total_count = rows[0][1]
+        else:  # past the end there is no row to carry the total: count separately
+            total_count = await self.count(node, include_deleted=include_deleted)
+        return Page([row[0] for row in rows], total_count, limit, offset)
 
     # --8<-- [end:page]
 
@@ -241,9 +270,8 @@ class ServiceBase(Generic[ModelT, CreateT, UpdateT]):
             .order_by(*order_by(keys, self.dialect, reverse=backwards))
             .limit(limit + 1)  # one extra row tells whether there is another page
             .options(*self._options(load))
-            .execution_options(populate_existing=True)
         )
-        rows = list((await self.session.exec(statement)).all())
+        rows = list((await self._read(statement)).all())
         more = len(rows) > limit
         rows = rows[:limit]
         if backwards:

@@ -1,0 +1,224 @@
+"""A filtered, sorted 50-row page with its total: ServiceBase against the alternatives.
+
+Variants, measured interleaved in one run on the same data:
+  raw asyncpg        the exact SQL ServiceBase sends, one fetch on a raw connection (the floor)
+  ServiceBase.page   filter parsed and validated, window count, ORM objects
+  hand-written       SQLModel select + a separate COUNT, ORM objects
+  advanced-alchemy   repository.get_many_and_count (window count)
+  FastCRUD           get_multi(return_total_count=True)
+Workloads: an indexed equality filter (overhead-bound) and a non-indexed icontains (database-bound).
+"""
+
+import random
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import asyncpg  # type: ignore[import-untyped]
+from advanced_alchemy.filters import LimitOffset, OrderBy, SearchFilter
+from advanced_alchemy.repository import SQLAlchemyAsyncRepository
+from fastcrud import FastCRUD
+from sqlalchemy import event, insert
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel import SQLModel, col, func, select
+
+from benchmarks.common import interleaved, report, save, scratch_database
+from examples.app.db import create_engine, create_session_factory
+from examples.app.models import Hero, HeroStatus
+from examples.app.services import HeroService
+from examples.app.settings import Settings
+
+SECRET = b"benchmark-cursor-secret-0123456789"
+WORDS = [
+    "storm",
+    "iron",
+    "shadow",
+    "blade",
+    "night",
+    "star",
+    "fire",
+    "frost",
+    "dead",
+    "pond",
+    "rusty",
+    "spider",
+    "wonder",
+    "bat",
+    "ant",
+    "hawk",
+    "eagle",
+    "tiger",
+    "wolf",
+    "abyss",
+]
+
+
+class HeroRepository(SQLAlchemyAsyncRepository[Hero]):  # type: ignore[type-var]
+    model_type = Hero
+
+
+async def load_rows(engine: AsyncEngine, rows: int) -> None:
+    async with engine.begin() as conn:
+        await conn.run_sync(SQLModel.metadata.create_all)
+    generator = random.Random(42)
+    statuses = list(HeroStatus)
+    batch: list[dict[str, Any]] = []
+    for i in range(rows):
+        name = f"{generator.choice(WORDS)}-{generator.choice(WORDS)}-{i}"
+        batch.append(
+            {
+                "id": uuid.UUID(int=generator.getrandbits(128)),
+                "name": name,
+                "secret_name": f"secret-{i}",
+                "age": None if i % 20 == 0 else generator.randrange(1000),
+                "status": generator.choice(statuses),
+                "attributes": {},
+                "version": 1,
+            }
+        )
+        if len(batch) == 5000 or i == rows - 1:
+            async with engine.begin() as conn:
+                await conn.execute(insert(Hero), batch)
+            batch = []
+    async with engine.begin() as conn:  # ANALYZE is transactional on PostgreSQL: commit it
+        if engine.dialect.name == "postgresql":
+            await conn.exec_driver_sql("ANALYZE hero")
+        else:
+            await conn.exec_driver_sql("ANALYZE TABLE hero")
+
+
+def capture_sql(engine: AsyncEngine) -> tuple[list[tuple[str, Any]], Callable[[], None]]:
+    seen: list[tuple[str, Any]] = []
+
+    def record(_c: Any, _cur: Any, statement: str, params: Any, _ctx: Any, _many: bool) -> None:
+        seen.append((statement, params))
+
+    event.listen(engine.sync_engine, "before_cursor_execute", record)
+    return seen, lambda: event.remove(engine.sync_engine, "before_cursor_execute", record)
+
+
+async def workload_variants(
+    engine: AsyncEngine, raw: asyncpg.Connection, workload: str
+) -> dict[str, Callable[[], Awaitable[object]]]:
+    session_factory = create_session_factory(engine)
+    crud: Any = FastCRUD(Hero)
+    not_deleted = col(Hero.deleted_at).is_(None)
+    if workload == "indexed":
+        service_filter: dict[str, Any] = {"field": "age", "op": "eq", "value": 42}
+        where: Any = col(Hero.age) == 42
+        aa_filter: Any = col(Hero.age) == 42
+        fastcrud_filter: dict[str, Any] = {"age": 42}
+    else:
+        service_filter = {"field": "name", "op": "icontains", "value": "ABY"}
+        where = col(Hero.name).icontains("ABY", autoescape=True)
+        aa_filter = SearchFilter(field_name="name", value="ABY", ignore_case=True)
+        fastcrud_filter = {"name__ilike": "%ABY%"}
+
+    async def service_page() -> object:
+        async with session_factory() as session:
+            page = await HeroService(session, cursor_secret=SECRET).page(service_filter, limit=50)
+            return page.items, page.total
+
+    # The raw variant replays exactly what ServiceBase sent.
+    seen, stop = capture_sql(engine)
+    await service_page()
+    stop()
+    (sql, params), *_ = [s for s in seen if s[0].lstrip().upper().startswith("SELECT")]
+
+    async def raw_asyncpg() -> object:
+        return await raw.fetch(sql, *params)
+
+    async def hand_written() -> object:
+        async with session_factory() as session:
+            rows = await session.exec(
+                select(Hero)
+                .where(not_deleted, where)
+                .order_by(col(Hero.name), col(Hero.id))
+                .limit(50)
+            )
+            total = await session.exec(
+                select(func.count()).select_from(Hero).where(not_deleted, where)
+            )
+            return rows.all(), total.one()
+
+    async def advanced_alchemy() -> object:
+        async with session_factory() as session:
+            repository = HeroRepository(session=session)
+            return await repository.get_many_and_count(
+                not_deleted,
+                aa_filter,
+                LimitOffset(limit=50, offset=0),
+                OrderBy(field_name="name", sort_order="asc"),
+            )
+
+    async def fastcrud() -> object:
+        async with session_factory() as session:
+            return await crud.get_multi(
+                session,
+                offset=0,
+                limit=50,
+                sort_columns=["name"],
+                sort_orders=["asc"],
+                return_total_count=True,
+                deleted_at=None,
+                **fastcrud_filter,
+            )
+
+    return {
+        "raw asyncpg (same SQL)": raw_asyncpg,
+        "ServiceBase.page": service_page,
+        "hand-written SQLModel": hand_written,
+        "advanced-alchemy": advanced_alchemy,
+        "FastCRUD": fastcrud,
+    }
+
+
+async def main(rows: int, repetitions: int, *, save_results: bool = True) -> dict[str, Any]:
+    results: dict[str, Any] = {"rows": rows, "repetitions": repetitions}
+    async with scratch_database("postgresql") as url:
+        engine = create_engine(Settings(database_url=url.render_as_string(hide_password=False)))
+        print(f"loading {rows:,} heroes ...")
+        await load_rows(engine, rows)
+        raw = await asyncpg.connect(
+            url.set(drivername="postgresql").render_as_string(hide_password=False)
+        )
+        try:
+            for workload, reps in (
+                ("indexed", repetitions),
+                ("icontains", max(5, repetitions // 5)),
+            ):
+                variants = await workload_variants(engine, raw, workload)
+                await check_same_answers(variants)
+                print(f"workload {workload}: {reps} interleaved rounds")
+                timings = await interleaved(variants, reps)
+                results[workload] = report(
+                    f"{workload} filter, 50-row page + total", timings, baseline="ServiceBase.page"
+                )
+        finally:
+            await raw.close()
+            await engine.dispose()
+    if save_results:
+        print(f"saved {save('page_with_total', 'postgresql', results)}")
+    return results
+
+
+async def check_same_answers(variants: dict[str, Callable[[], Awaitable[object]]]) -> None:
+    """Every variant must return the same page and total, or the timing means nothing."""
+    service: Any = await variants["ServiceBase.page"]()
+    service_items, service_total = service
+    expected = [hero.name for hero in service_items]
+    hand: Any = await variants["hand-written SQLModel"]()
+    hand_items, hand_total = hand
+    aa: Any = await variants["advanced-alchemy"]()
+    aa_items, aa_total = aa
+    crud_result: Any = await variants["FastCRUD"]()
+    raw_rows: Any = await variants["raw asyncpg (same SQL)"]()
+    answers = {
+        "hand-written SQLModel": ([h.name for h in hand_items], hand_total),
+        "advanced-alchemy": ([h.name for h in aa_items], aa_total),
+        "FastCRUD": ([r["name"] for r in crud_result["data"]], crud_result["total_count"]),
+        "raw asyncpg (same SQL)": ([r["name"] for r in raw_rows], raw_rows[0]["total"]),
+    }
+    for name, answer in answers.items():
+        if answer != (expected, service_total):
+            raise SystemExit(f"{name} returned a different page or total than ServiceBase")
