@@ -19,7 +19,7 @@ from advanced_alchemy.filters import LimitOffset, OrderBy, SearchFilter
 from advanced_alchemy.repository import SQLAlchemyAsyncRepository
 from fastcrud import FastCRUD
 from sqlalchemy import event, insert
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlmodel import SQLModel, col, func, select
 
 from benchmarks.common import interleaved, report, save, scratch_database
@@ -101,6 +101,9 @@ async def workload_variants(
     engine: AsyncEngine, raw: asyncpg.Connection, workload: str
 ) -> dict[str, Callable[[], Awaitable[object]]]:
     session_factory = create_session_factory(engine)
+    # The libraries call session.execute(): give them SQLAlchemy's own AsyncSession, as their
+    # users do (SQLModel's deprecates execute()).
+    plain_session_factory = async_sessionmaker(engine, expire_on_commit=False)
     crud: Any = FastCRUD(Hero)
     not_deleted = col(Hero.deleted_at).is_(None)
     if workload == "indexed":
@@ -142,7 +145,7 @@ async def workload_variants(
             return rows.all(), total.one()
 
     async def advanced_alchemy() -> object:
-        async with session_factory() as session:
+        async with plain_session_factory() as session:
             repository = HeroRepository(session=session)
             return await repository.get_many_and_count(
                 not_deleted,
@@ -152,7 +155,7 @@ async def workload_variants(
             )
 
     async def fastcrud() -> object:
-        async with session_factory() as session:
+        async with plain_session_factory() as session:
             return await crud.get_multi(
                 session,
                 offset=0,
