@@ -15,9 +15,9 @@ def main() -> None:
     parser.add_argument("scenario", choices=["page-with-total"])
     parser.add_argument("--rows", type=int, default=100_000, help="rows to load (default 100000)")
     parser.add_argument("--repetitions", type=int, default=200, help="interleaved rounds")
-    parser.add_argument("--quick", action="store_true", help="smoke run: 2000 rows, 5 rounds")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 5000 rows, 5 rounds")
     args = parser.parse_args()
-    rows, repetitions = (2_000, 5) if args.quick else (args.rows, args.repetitions)
+    rows, repetitions = (5_000, 5) if args.quick else (args.rows, args.repetitions)
     if args.scenario == "page-with-total":
         asyncio.run(page_with_total.main(rows, repetitions, save_results=not args.quick))
 

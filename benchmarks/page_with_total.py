@@ -220,7 +220,10 @@ async def check_same_answers(variants: dict[str, Callable[[], Awaitable[object]]
         "hand-written SQLModel": ([h.name for h in hand_items], hand_total),
         "advanced-alchemy": ([h.name for h in aa_items], aa_total),
         "FastCRUD": ([r["name"] for r in crud_result["data"]], crud_result["total_count"]),
-        "raw asyncpg (same SQL)": ([r["name"] for r in raw_rows], raw_rows[0]["total"]),
+        "raw asyncpg (same SQL)": (
+            [r["name"] for r in raw_rows],
+            raw_rows[0]["total"] if raw_rows else 0,
+        ),
     }
     for name, answer in answers.items():
         if answer != (expected, service_total):
