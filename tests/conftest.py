@@ -29,7 +29,7 @@ from sqlmodel import SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 import examples.app.models  # noqa: F401  (registers every table on SQLModel.metadata)
-from examples.app.api import get_session
+from examples.app.api.deps import get_session
 from examples.app.db import create_engine
 from examples.app.main import create_app
 from examples.app.settings import Settings
@@ -187,7 +187,13 @@ async def client(backend: Backend, session: AsyncSession) -> AsyncIterator[Async
     app = create_app(backend.settings())
 
     async def test_session() -> AsyncIterator[AsyncSession]:
-        yield session
+        # Like get_session, on the rolled-back test session: commit releases a savepoint.
+        try:
+            yield session
+        except Exception:
+            await session.rollback()
+            raise
+        await session.commit()
 
     app.dependency_overrides[get_session] = test_session
     async with (

@@ -112,4 +112,4 @@ async def test_request_uses_the_session_dependency(
     await session.commit()
     response = await client.get("/teams")
     assert response.status_code == 200
-    assert [team["name"] for team in response.json()] == ["Preventers"]
+    assert [team["name"] for team in response.json()["items"]] == ["Preventers"]

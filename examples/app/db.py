@@ -17,8 +17,15 @@ def create_engine(settings: Settings) -> AsyncEngine:
     if url.get_backend_name() == "mysql":
         # NOW()/CURRENT_TIMESTAMP and DATETIME follow the session time zone: make it UTC.
         connect_args["init_command"] = "SET time_zone = '+00:00'"
+    pool: dict[str, Any] = {}
+    if url.database not in (None, "", ":memory:"):  # :memory: is one shared connection
+        pool = {
+            "pool_size": settings.pool_size,
+            "max_overflow": settings.max_overflow,
+            "pool_timeout": settings.pool_timeout,
+        }
     engine = create_async_engine(
-        url, echo=settings.echo_sql, pool_pre_ping=True, connect_args=connect_args
+        url, echo=settings.echo_sql, pool_pre_ping=True, connect_args=connect_args, **pool
     )
     if url.get_backend_name() == "sqlite":
         configure_sqlite(engine)

@@ -8,13 +8,15 @@ from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from examples.app.api import router
+from examples.app.api import heroes, powers, teams
 from examples.app.db import create_engine, create_session_factory
 from examples.app.settings import Settings
+from examples.servicebase.web import add_error_handlers
 
 
 # --8<-- [start:lifespan]
 class AppState(TypedDict):
+    settings: Settings
     session_factory: async_sessionmaker[AsyncSession]
 
 
@@ -26,12 +28,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         engine = create_engine(settings)
         try:
             # Lifespan state: each request sees it as request.state.session_factory.
-            yield {"session_factory": create_session_factory(engine)}
+            yield {"settings": settings, "session_factory": create_session_factory(engine)}
         finally:
             await engine.dispose()  # close pooled connections while the loop still runs
 
     app = FastAPI(title="async-sqlmodel reference app", lifespan=lifespan)
-    app.include_router(router)
+    for router in (teams.router, heroes.router, powers.router):
+        app.include_router(router)
+    add_error_handlers(app)
     return app
 
 

@@ -29,6 +29,9 @@ SQLModel.metadata.naming_convention = {
 # --8<-- [end:naming_convention]
 
 
+INT32_MAX = 2**31 - 1  # INTEGER columns on all three backends
+
+
 # --8<-- [start:rel]
 def rel(attribute: object) -> QueryableAttribute[Any]:
     """Type a relationship for loader options and joins: selectinload(rel(Team.heroes)).
@@ -185,7 +188,7 @@ class HeroBase(SQLModel):
     status: HeroStatus = Field(default=HeroStatus.ACTIVE, sa_type=hero_status_type)
     attributes: dict[str, Any] = Field(default_factory=dict, sa_type=json_document)
     team_id: int | None = Field(
-        default=None, foreign_key="team.id", ondelete="SET NULL", index=True
+        default=None, foreign_key="team.id", ondelete="SET NULL", index=True, ge=1, le=INT32_MAX
     )
     mentor_id: uuid.UUID | None = Field(
         default=None, foreign_key="hero.id", ondelete="SET NULL", index=True

@@ -9,17 +9,47 @@ import uuid
 from datetime import datetime
 from typing import Any
 
+from pydantic import model_validator
 from sqlmodel import Field, SQLModel
 
-from examples.app.models import HeroBase, HeroStatus, PowerBase, TeamBase
+from examples.app.models import INT32_MAX, HeroBase, HeroStatus, PowerBase, TeamBase
+
+
+# --8<-- [start:input_model]
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(_has_nul(item) for item in value)
+    return False
+
+
+class InputModel(SQLModel):
+    """Base of every request body: refuses text the databases can't store.
+
+    PostgreSQL rejects NUL characters in text and JSON; letting one through is a 500.
+    Lengths and integer ranges are declared per field (max_length, ge/le) for the same reason.
+    """
+
+    @model_validator(mode="before")
+    @classmethod
+    def refuse_nul_characters(cls, data: Any) -> Any:
+        if _has_nul(data):
+            raise ValueError("text must not contain NUL (\\x00) characters")
+        return data
+
+
+# --8<-- [end:input_model]
 
 
 # --8<-- [start:team_schemas]
-class TeamCreate(TeamBase):
+class TeamCreate(TeamBase, InputModel):
     pass
 
 
-class TeamUpdate(SQLModel):
+class TeamUpdate(InputModel):
     name: str | None = Field(default=None, max_length=100)
     headquarters: str | None = Field(default=None, max_length=200)
 
@@ -34,18 +64,18 @@ class TeamPublic(TeamBase):
 
 
 # --8<-- [start:hero_schemas]
-class HeroCreate(HeroBase):
+class HeroCreate(HeroBase, InputModel):
     secret_name: str = Field(max_length=100)
 
 
-class HeroUpdate(SQLModel):
+class HeroUpdate(InputModel):
     # All optional: apply with model_dump(exclude_unset=True) so omitted fields stay untouched
     # and an explicit null still clears a nullable column.
     name: str | None = Field(default=None, max_length=100)
     age: int | None = Field(default=None, ge=0, le=10_000)
     status: HeroStatus | None = None
     attributes: dict[str, Any] | None = None
-    team_id: int | None = None
+    team_id: int | None = Field(default=None, ge=1, le=INT32_MAX)
     mentor_id: uuid.UUID | None = None
 
 
@@ -78,8 +108,21 @@ class HeroPublicWithPowers(HeroPublic):
     power_links: list[HeroPowerPublic]
 
 
+class HeroDetail(HeroPublic):
+    team: TeamPublic | None
+    power_links: list[HeroPowerPublic]
+
+
 class TeamPublicWithHeroes(TeamPublic):
     heroes: list[HeroPublic]  # HeroPublic, not HeroPublicWithTeam: no cycle
 
 
 # --8<-- [end:with_related]
+
+
+class PowerCreate(PowerBase, InputModel):
+    pass
+
+
+class HeroPowerGrant(InputModel):
+    level: int = Field(ge=1, le=10)

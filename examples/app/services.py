@@ -7,7 +7,8 @@ from sqlalchemy.orm import joinedload, selectinload
 from sqlmodel import col, select
 
 from examples.app.models import Hero, HeroPower, Power, Team, rel
-from examples.app.schemas import HeroCreate, HeroUpdate, TeamCreate, TeamUpdate
+from examples.app.schemas import HeroCreate, HeroUpdate, PowerCreate, TeamCreate, TeamUpdate
+from examples.servicebase.errors import NotFound
 from examples.servicebase.filters import (
     COMPARISON,
     EQUALITY,
@@ -70,5 +71,31 @@ class HeroService(ServiceBase[Hero, HeroCreate, HeroUpdate]):
         )
         return (await self.session.exec(statement)).all()
 
+    # --8<-- [end:hero_service]
 
-# --8<-- [end:hero_service]
+    async def set_power_level(self, hero_id: uuid.UUID, power_id: int, level: int) -> HeroPower:
+        """Grant a power, or change its level: the link row carries the extra column."""
+        await self.get(hero_id)
+        if await self.session.get(Power, power_id) is None:
+            raise NotFound(f"power {power_id} not found")
+        link = await self.session.get(HeroPower, (hero_id, power_id))
+        if link is None:
+            link = HeroPower(hero_id=hero_id, power_id=power_id, level=level)
+            self.session.add(link)
+        else:
+            link.level = level
+        await self._flush()
+        return link
+
+    async def revoke_power(self, hero_id: uuid.UUID, power_id: int) -> None:
+        link = await self.session.get(HeroPower, (hero_id, power_id))
+        if link is None:
+            raise NotFound(f"hero {hero_id} does not have power {power_id}")
+        await self.session.delete(link)
+        await self._flush()
+
+
+class PowerService(ServiceBase[Power, PowerCreate, PowerCreate]):
+    model = Power
+    filters = FilterSpec({"name": FilterField(Power.name, EQUALITY | TEXT, sortable=True)})
+    default_sort = "name"

@@ -119,6 +119,7 @@ class FilterSpec:
 
     fields: Mapping[str, FilterField]
     limits: Limits = field(default_factory=Limits)
+    _types: dict[str, Any] = field(default_factory=dict, init=False, repr=False)
     _adapters: dict[str, TypeAdapter[Any]] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -131,11 +132,14 @@ class FilterSpec:
             unknown = spec.operators - ALL_OPERATORS
             if unknown:
                 raise ValueError(f"{name}: unknown operators {sorted(unknown)}")
-            value_type = spec.value_type or value_type_for(spec.column)
-            self._adapters[name] = TypeAdapter(value_type)
+            self._types[name] = spec.value_type or value_type_for(spec.column)
+            self._adapters[name] = TypeAdapter(self._types[name])
 
     def adapter(self, name: str) -> TypeAdapter[Any]:
         return self._adapters[name]
+
+    def value_type(self, name: str) -> Any:
+        return self._types[name]
 
     # ------------------------------------------------------------------ parsing
 

@@ -1,0 +1,51 @@
+"""Dependencies: one session per request, committed before the response is sent."""
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from examples.app.services import HeroService, PowerService, TeamService
+from examples.app.settings import Settings
+
+
+# --8<-- [start:session_dependency]
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    session_factory: async_sessionmaker[AsyncSession] = request.state.session_factory
+    async with session_factory() as session, session.begin():
+        yield session  # commits after the endpoint (and serialisation); rolls back on error
+
+
+# scope="function": the commit runs before the response is sent, so a failed commit becomes
+# an error response. With the default scope it would run after the client already got a 2xx.
+SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
+# --8<-- [end:session_dependency]
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.state.settings
+    return settings
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+# --8<-- [start:service_dependencies]
+def get_hero_service(session: SessionDep, settings: SettingsDep) -> HeroService:
+    return HeroService(session, cursor_secret=settings.cursor_secret.get_secret_value().encode())
+
+
+def get_team_service(session: SessionDep, settings: SettingsDep) -> TeamService:
+    return TeamService(session, cursor_secret=settings.cursor_secret.get_secret_value().encode())
+
+
+def get_power_service(session: SessionDep, settings: SettingsDep) -> PowerService:
+    return PowerService(session, cursor_secret=settings.cursor_secret.get_secret_value().encode())
+
+
+HeroServiceDep = Annotated[HeroService, Depends(get_hero_service)]
+PowerServiceDep = Annotated[PowerService, Depends(get_power_service)]
+TeamServiceDep = Annotated[TeamService, Depends(get_team_service)]
+# --8<-- [end:service_dependencies]

@@ -1,0 +1,146 @@
+"""/heroes: CRUD with ETag/If-Match, pages and cursor feeds, detail with relations, export."""
+
+import uuid
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import APIRouter, BackgroundTasks, Header, Query, Request, Response, status
+from fastapi.responses import StreamingResponse
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from examples.app.api.deps import HeroServiceDep
+from examples.app.models import Hero
+from examples.app.schemas import HeroCreate, HeroDetail, HeroPublic, HeroUpdate
+from examples.app.services import HeroService
+from examples.servicebase.pagination import CursorPage as CursorPageResult
+from examples.servicebase.pagination import Page
+from examples.servicebase.transactions import unit_of_work
+from examples.servicebase.web import (
+    CursorPage,
+    OffsetPage,
+    etag,
+    expected_version,
+    filter_from_query,
+    filter_query_model,
+)
+
+router = APIRouter(prefix="/heroes", tags=["heroes"])
+
+HeroQuery = filter_query_model("HeroQuery", HeroService.filters)
+Limit = Annotated[int, Query(ge=1, le=HeroService.max_limit)]
+Offset = Annotated[int, Query(ge=0, le=1_000_000)]
+
+
+# --8<-- [start:create_with_background_task]
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=HeroPublic)
+async def create_hero(
+    data: HeroCreate,
+    heroes: HeroServiceDep,
+    request: Request,
+    response: Response,
+    background: BackgroundTasks,
+) -> Hero:
+    hero = await heroes.create(data)
+    response.headers["ETag"] = etag(hero.version)
+    # Runs after the response: the request's session is closed by then, so it opens its own.
+    background.add_task(send_welcome, request.state.session_factory, hero.id)
+    return hero
+
+
+async def send_welcome(
+    session_factory: async_sessionmaker[AsyncSession], hero_id: uuid.UUID
+) -> None:
+    async with unit_of_work(session_factory) as session:
+        hero = await session.get_one(Hero, hero_id)
+        hero.attributes = {**hero.attributes, "welcomed": True}
+
+
+# --8<-- [end:create_with_background_task]
+
+
+# --8<-- [start:list_endpoint]
+@router.get("", response_model=OffsetPage[HeroPublic])
+async def list_heroes(
+    heroes: HeroServiceDep,
+    query: Annotated[HeroQuery, Query()],  # type: ignore[valid-type]
+    limit: Limit = 50,
+    offset: Offset = 0,
+) -> Page[Hero]:
+    where, sort = filter_from_query(query)
+    return await heroes.page(where, sort=sort, limit=limit, offset=offset)
+
+
+# --8<-- [end:list_endpoint]
+
+
+@router.get("/feed", response_model=CursorPage[HeroPublic])
+async def hero_feed(
+    heroes: HeroServiceDep,
+    query: Annotated[HeroQuery, Query()],  # type: ignore[valid-type]
+    limit: Limit = 50,
+    cursor: Annotated[str | None, Query(max_length=2000)] = None,
+) -> CursorPageResult[Hero]:
+    where, sort = filter_from_query(query)
+    return await heroes.page_by_cursor(where, sort=sort, limit=limit, cursor=cursor)
+
+
+# --8<-- [start:streaming]
+@router.get("/export", response_class=StreamingResponse)
+async def export_heroes(request: Request) -> StreamingResponse:
+    session_factory: async_sessionmaker[AsyncSession] = request.state.session_factory
+
+    async def lines() -> AsyncIterator[str]:
+        # The body is produced after the endpoint returned: its own session, not the request's.
+        async with session_factory() as session:
+            rows = await session.stream_scalars(
+                select(Hero).where(col(Hero.deleted_at).is_(None)).order_by(col(Hero.id))
+            )
+            async for hero in rows:
+                yield HeroPublic.model_validate(hero).model_dump_json() + "\n"
+
+    return StreamingResponse(lines(), media_type="application/x-ndjson")
+
+
+# --8<-- [end:streaming]
+
+
+@router.get("/{hero_id}", response_model=HeroDetail)
+async def get_hero(hero_id: uuid.UUID, heroes: HeroServiceDep, response: Response) -> Hero:
+    hero = await heroes.get(hero_id, load=["team", "powers"])
+    response.headers["ETag"] = etag(hero.version)
+    return hero
+
+
+# --8<-- [start:conditional_update]
+@router.patch("/{hero_id}", response_model=HeroPublic)
+async def update_hero(
+    hero_id: uuid.UUID,
+    data: HeroUpdate,
+    heroes: HeroServiceDep,
+    response: Response,
+    if_match: Annotated[str | None, Header()] = None,
+) -> Hero:
+    # If-Match: "<version from the ETag>" -> 412 when someone else changed the hero meanwhile.
+    hero = await heroes.update(hero_id, data, expected_version=expected_version(if_match))
+    response.headers["ETag"] = etag(hero.version)
+    return hero
+
+
+# --8<-- [end:conditional_update]
+
+
+@router.delete("/{hero_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_hero(hero_id: uuid.UUID, heroes: HeroServiceDep) -> None:
+    await heroes.delete(hero_id)
+
+
+@router.post("/{hero_id}/restore", response_model=HeroPublic)
+async def restore_hero(hero_id: uuid.UUID, heroes: HeroServiceDep) -> Hero:
+    return await heroes.restore(hero_id)
+
+
+@router.get("/{hero_id}/apprentices", response_model=list[HeroPublic])
+async def list_apprentices(hero_id: uuid.UUID, heroes: HeroServiceDep) -> list[Hero]:
+    return list(await heroes.apprentices_of(hero_id))

@@ -1,0 +1,47 @@
+"""/powers, and the hero-power links with their level."""
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, status
+
+from examples.app.api.deps import HeroServiceDep, PowerServiceDep
+from examples.app.models import INT32_MAX, HeroPower, Power
+from examples.app.schemas import HeroPowerGrant, PowerCreate, PowerPublic
+from examples.app.services import PowerService
+from examples.servicebase.pagination import Page
+from examples.servicebase.web import OffsetPage, filter_from_query, filter_query_model
+
+router = APIRouter(tags=["powers"])
+
+PowerId = Annotated[int, Path(ge=1, le=INT32_MAX)]
+PowerQuery = filter_query_model("PowerQuery", PowerService.filters)
+
+
+@router.post("/powers", status_code=status.HTTP_201_CREATED, response_model=PowerPublic)
+async def create_power(data: PowerCreate, powers: PowerServiceDep) -> Power:
+    return await powers.create(data)
+
+
+@router.get("/powers", response_model=OffsetPage[PowerPublic])
+async def list_powers(
+    powers: PowerServiceDep,
+    query: Annotated[PowerQuery, Query()],  # type: ignore[valid-type]
+    limit: Annotated[int, Query(ge=1, le=PowerService.max_limit)] = 50,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+) -> Page[Power]:
+    where, sort = filter_from_query(query)
+    return await powers.page(where, sort=sort, limit=limit, offset=offset)
+
+
+@router.put("/heroes/{hero_id}/powers/{power_id}")
+async def set_power_level(
+    hero_id: uuid.UUID, power_id: PowerId, grant: HeroPowerGrant, heroes: HeroServiceDep
+) -> dict[str, int]:
+    link: HeroPower = await heroes.set_power_level(hero_id, power_id, grant.level)
+    return {"power_id": link.power_id, "level": link.level}
+
+
+@router.delete("/heroes/{hero_id}/powers/{power_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def revoke_power(hero_id: uuid.UUID, power_id: PowerId, heroes: HeroServiceDep) -> None:
+    await heroes.revoke_power(hero_id, power_id)

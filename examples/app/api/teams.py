@@ -1,0 +1,50 @@
+"""/teams: CRUD, filtered and sorted pages, detail with heroes."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, status
+
+from examples.app.api.deps import TeamServiceDep
+from examples.app.models import INT32_MAX, Team
+from examples.app.schemas import TeamCreate, TeamPublic, TeamPublicWithHeroes, TeamUpdate
+from examples.app.services import TeamService
+from examples.servicebase.pagination import Page
+from examples.servicebase.web import OffsetPage, filter_from_query, filter_query_model
+
+router = APIRouter(prefix="/teams", tags=["teams"])
+
+TeamId = Annotated[int, Path(ge=1, le=INT32_MAX)]  # larger would overflow INTEGER: 422, not 500
+TeamQuery = filter_query_model("TeamQuery", TeamService.filters)
+Limit = Annotated[int, Query(ge=1, le=TeamService.max_limit)]
+Offset = Annotated[int, Query(ge=0, le=1_000_000)]
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=TeamPublic)
+async def create_team(data: TeamCreate, teams: TeamServiceDep) -> Team:
+    return await teams.create(data)
+
+
+@router.get("", response_model=OffsetPage[TeamPublic])
+async def list_teams(
+    teams: TeamServiceDep,
+    query: Annotated[TeamQuery, Query()],  # type: ignore[valid-type]
+    limit: Limit = 50,
+    offset: Offset = 0,
+) -> Page[Team]:
+    where, sort = filter_from_query(query)
+    return await teams.page(where, sort=sort, limit=limit, offset=offset)
+
+
+@router.get("/{team_id}", response_model=TeamPublicWithHeroes)
+async def get_team(team_id: TeamId, teams: TeamServiceDep) -> Team:
+    return await teams.get(team_id, load=["heroes"])
+
+
+@router.patch("/{team_id}", response_model=TeamPublic)
+async def update_team(team_id: TeamId, data: TeamUpdate, teams: TeamServiceDep) -> Team:
+    return await teams.update(team_id, data)
+
+
+@router.delete("/{team_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_team(team_id: TeamId, teams: TeamServiceDep) -> None:
+    await teams.delete(team_id)

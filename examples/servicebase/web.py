@@ -1,0 +1,148 @@
+"""FastAPI glue for ServiceBase: query parameters from a FilterSpec, page envelopes, error mapping.
+
+Imports nothing from the app.
+"""
+
+import json
+from typing import Any, Generic, TypeVar
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, create_model
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+
+from examples.servicebase.errors import (
+    Conflict,
+    ConstraintViolation,
+    ForeignKeyViolation,
+    InvalidFilter,
+    NotFound,
+    StaleVersion,
+)
+from examples.servicebase.filters import LIST_OPERATORS, FilterSpec
+
+ItemT = TypeVar("ItemT")
+
+
+# --8<-- [start:envelopes]
+class OffsetPage(BaseModel, Generic[ItemT]):
+    items: list[ItemT]
+    total: int
+    limit: int
+    offset: int
+
+
+class CursorPage(BaseModel, Generic[ItemT]):
+    items: list[ItemT]
+    next_cursor: str | None
+    prev_cursor: str | None
+
+
+# --8<-- [end:envelopes]
+
+
+# --8<-- [start:query_model]
+def filter_query_model(name: str, spec: FilterSpec) -> type[BaseModel]:
+    """A query-parameter model with one optional `field__op` parameter per allowed pair.
+
+    Use as `Annotated[Model, Query()]`: FastAPI documents every parameter in OpenAPI, coerces
+    and validates values (an integer that would overflow the column is a 422), and extra="forbid"
+    turns an unknown parameter into a 422 instead of silently ignoring it.
+    """
+    fields: dict[str, Any] = {
+        "sort": (str | None, Field(default=None, description="e.g. -age,name:nulls_first")),
+        "filter": (
+            str | None,
+            Field(
+                default=None, description='JSON filter tree: {"and": [{"field", "op", "value"}]}'
+            ),
+        ),
+    }
+    for field_name, field in spec.fields.items():
+        value_type = spec.value_type(field_name)
+        for op in sorted(field.operators):
+            if op == "isnull":
+                annotation: Any = bool | None
+            elif op in LIST_OPERATORS:
+                annotation = list[value_type] | None  # type: ignore[valid-type]
+            else:
+                annotation = value_type | None
+            alias = f"{field_name}__{op}"
+            fields[alias.replace(".", "_")] = (annotation, Field(default=None, alias=alias))
+    return create_model(name, __config__=ConfigDict(extra="forbid"), **fields)
+
+
+def filter_from_query(params: BaseModel) -> tuple[dict[str, Any] | None, str | None]:
+    """(filter, sort): AND of every parameter the client sent plus the JSON `filter`, and sort."""
+    conditions: list[Any] = []
+    for key, value in params.model_dump(by_alias=True, exclude_none=True).items():
+        if key in ("sort", "filter"):
+            continue
+        field_name, _, op = key.rpartition("__")
+        conditions.append({"field": field_name, "op": op, "value": value})
+    raw_filter = getattr(params, "filter", None)
+    if raw_filter:
+        try:
+            conditions.append(json.loads(raw_filter))
+        except json.JSONDecodeError:
+            raise InvalidFilter("filter is not valid JSON") from None
+    sort: str | None = getattr(params, "sort", None)
+    return ({"and": conditions} if conditions else None), sort
+
+
+# --8<-- [end:query_model]
+
+
+# --8<-- [start:error_handlers]
+STATUS = {
+    NotFound: 404,
+    Conflict: 409,
+    ForeignKeyViolation: 409,
+    StaleVersion: 412,
+    ConstraintViolation: 422,
+    InvalidFilter: 422,
+}
+
+
+def add_error_handlers(app: FastAPI, *, retry_after_seconds: int = 1) -> None:
+    async def service_error(_request: Request, error: Exception) -> JSONResponse:
+        status = next(code for kind, code in STATUS.items() if isinstance(error, kind))
+        kind = type(error).__name__
+        return JSONResponse({"detail": str(error), "error": kind}, status_code=status)
+
+    async def pool_exhausted(_request: Request, _error: Exception) -> JSONResponse:
+        # Every connection is busy: tell the client to come back instead of queueing forever.
+        return JSONResponse(
+            {"detail": "the service is busy; retry shortly", "error": "Unavailable"},
+            status_code=503,
+            headers={"Retry-After": str(retry_after_seconds)},
+        )
+
+    async def database_error(_request: Request, error: Exception) -> JSONResponse:
+        # Never echo driver text (SQL, values, host names) to the client.
+        if isinstance(error, DBAPIError) and error.connection_invalidated:
+            return await pool_exhausted(_request, error)
+        return JSONResponse({"detail": "database error", "error": "DatabaseError"}, 500)
+
+    for kind in STATUS:
+        app.add_exception_handler(kind, service_error)
+    app.add_exception_handler(PoolTimeoutError, pool_exhausted)
+    app.add_exception_handler(DBAPIError, database_error)
+
+
+# --8<-- [end:error_handlers]
+
+
+def etag(version: int) -> str:
+    return f'"{version}"'
+
+
+def expected_version(if_match: str | None) -> int | None:
+    """The version in an If-Match header ("3" or W/"3"), or None when absent."""
+    if if_match is None:
+        return None
+    value = if_match.strip().removeprefix("W/").strip('"')
+    if not value.isdigit() or len(value) > 18:
+        raise InvalidFilter('If-Match must be an ETag from this API, e.g. "3"')
+    return int(value)
