@@ -6,8 +6,10 @@ Models defined here use their own registry and metadata, never the app's.
 import asyncio
 import contextlib
 import uuid
-from typing import Any
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
 
+from fastapi import APIRouter, Depends, Request
 from sqlalchemy import Column, MetaData, String
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
@@ -147,3 +149,24 @@ def define_two_tables_with_one_column() -> list[type[Any]]:
 
 
 # --8<-- [end:shared_sa_column]
+
+
+# --8<-- [start:commit_after_response]
+async def session_committed_after_response(request: Request) -> AsyncIterator[AsyncSession]:
+    session_factory: async_sessionmaker[AsyncSession] = request.state.session_factory
+    async with session_factory() as session, session.begin():
+        yield session  # default scope: this commit runs after the client got its response
+
+
+late_commit_router = APIRouter()
+
+
+@late_commit_router.post("/late-commit/teams", status_code=201)
+async def create_team_committed_late(
+    name: str, session: Annotated[AsyncSession, Depends(session_committed_after_response)]
+) -> dict[str, str]:
+    session.add(Team(name=name, headquarters="unknown"))
+    return {"name": name}  # 201 is sent even if the commit then fails
+
+
+# --8<-- [end:commit_after_response]

@@ -23,13 +23,13 @@ import pytest_asyncio
 from asgi_lifespan import LifespanManager
 from httpx import ASGITransport, AsyncClient
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import NullPool
 from sqlmodel import SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 import examples.app.models  # noqa: F401  (registers every table on SQLModel.metadata)
-from examples.app.api.deps import get_session
+from examples.app.api.deps import get_session_factory
 from examples.app.db import create_engine
 from examples.app.main import create_app
 from examples.app.settings import Settings
@@ -179,23 +179,19 @@ def count_statements(engine: AsyncEngine) -> Callable[[], Any]:
 
 @pytest_asyncio.fixture
 async def client(backend: Backend, session: AsyncSession) -> AsyncIterator[AsyncClient]:
-    """An HTTP client for the reference app with its lifespan running.
+    """An HTTP client for the reference app with its lifespan running; nothing it writes stays.
 
-    Requests use the rolled-back test session; httpx's ASGITransport alone would skip the
-    lifespan, so asgi-lifespan's LifespanManager runs it.
+    httpx's ASGITransport alone would skip the lifespan, so asgi-lifespan's LifespanManager runs it.
     """
     app = create_app(backend.settings())
-
-    async def test_session() -> AsyncIterator[AsyncSession]:
-        # Like get_session, on the rolled-back test session: commit releases a savepoint.
-        try:
-            yield session
-        except Exception:
-            await session.rollback()
-            raise
-        await session.commit()
-
-    app.dependency_overrides[get_session] = test_session
+    # Every session the app opens (requests, background tasks, streams) joins the test's
+    # transaction on the test's connection; their commits release savepoints.
+    app.dependency_overrides[get_session_factory] = lambda: async_sessionmaker(
+        bind=session.bind,
+        class_=AsyncSession,
+        expire_on_commit=False,
+        join_transaction_mode="create_savepoint",
+    )
     async with (
         LifespanManager(app) as manager,
         AsyncClient(transport=ASGITransport(app=manager.app), base_url="http://test") as http,

@@ -5,7 +5,7 @@ from contextlib import asynccontextmanager
 from typing import TypedDict
 
 from fastapi import FastAPI
-from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from examples.app.api import heroes, powers, teams
@@ -17,6 +17,7 @@ from examples.servicebase.web import add_error_handlers
 # --8<-- [start:lifespan]
 class AppState(TypedDict):
     settings: Settings
+    engine: AsyncEngine
     session_factory: async_sessionmaker[AsyncSession]
 
 
@@ -28,7 +29,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         engine = create_engine(settings)
         try:
             # Lifespan state: each request sees it as request.state.session_factory.
-            yield {"settings": settings, "session_factory": create_session_factory(engine)}
+            yield {
+                "settings": settings,
+                "engine": engine,
+                "session_factory": create_session_factory(engine),
+            }
         finally:
             await engine.dispose()  # close pooled connections while the loop still runs
 

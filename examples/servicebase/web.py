@@ -43,22 +43,27 @@ class CursorPage(BaseModel, Generic[ItemT]):
 
 
 # --8<-- [start:query_model]
-def filter_query_model(name: str, spec: FilterSpec) -> type[BaseModel]:
-    """A query-parameter model with one optional `field__op` parameter per allowed pair.
+def list_query_model(
+    name: str, spec: FilterSpec, *, cursor: bool = False, max_limit: int = 100
+) -> type[BaseModel]:
+    """A query-parameter model: `field__op` per allowed pair, sort, filter, limit, offset/cursor.
 
     Use as `Annotated[Model, Query()]`: FastAPI documents every parameter in OpenAPI, coerces
     and validates values (an integer that would overflow the column is a 422), and extra="forbid"
     turns an unknown parameter into a 422 instead of silently ignoring it.
     """
     fields: dict[str, Any] = {
-        "sort": (str | None, Field(default=None, description="e.g. -age,name:nulls_first")),
+        "sort": (str | None, Field(default=None, max_length=500, description="-age,name")),
         "filter": (
             str | None,
-            Field(
-                default=None, description='JSON filter tree: {"and": [{"field", "op", "value"}]}'
-            ),
+            Field(default=None, max_length=10_000, description='{"and": [{field, op, value}]}'),
         ),
+        "limit": (int, Field(default=min(50, max_limit), ge=1, le=max_limit)),
     }
+    if cursor:
+        fields["cursor"] = (str | None, Field(default=None, max_length=2_000))
+    else:
+        fields["offset"] = (int, Field(default=0, ge=0, le=1_000_000))
     for field_name, field in spec.fields.items():
         value_type = spec.value_type(field_name)
         for op in sorted(field.operators):
@@ -73,11 +78,14 @@ def filter_query_model(name: str, spec: FilterSpec) -> type[BaseModel]:
     return create_model(name, __config__=ConfigDict(extra="forbid"), **fields)
 
 
-def filter_from_query(params: BaseModel) -> tuple[dict[str, Any] | None, str | None]:
-    """(filter, sort): AND of every parameter the client sent plus the JSON `filter`, and sort."""
+PAGING = ("sort", "filter", "limit", "offset", "cursor")
+
+
+def filter_from_query(params: BaseModel) -> dict[str, Any] | None:
+    """AND of every filter parameter the client sent, plus the JSON `filter` if any."""
     conditions: list[Any] = []
     for key, value in params.model_dump(by_alias=True, exclude_none=True).items():
-        if key in ("sort", "filter"):
+        if key in PAGING:
             continue
         field_name, _, op = key.rpartition("__")
         conditions.append({"field": field_name, "op": op, "value": value})
@@ -87,8 +95,7 @@ def filter_from_query(params: BaseModel) -> tuple[dict[str, Any] | None, str | N
             conditions.append(json.loads(raw_filter))
         except json.JSONDecodeError:
             raise InvalidFilter("filter is not valid JSON") from None
-    sort: str | None = getattr(params, "sort", None)
-    return ({"and": conditions} if conditions else None), sort
+    return {"and": conditions} if conditions else None
 
 
 # --8<-- [end:query_model]

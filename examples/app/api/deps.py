@@ -12,8 +12,15 @@ from examples.app.settings import Settings
 
 
 # --8<-- [start:session_dependency]
-async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+def get_session_factory(request: Request) -> async_sessionmaker[AsyncSession]:
     session_factory: async_sessionmaker[AsyncSession] = request.state.session_factory
+    return session_factory
+
+
+SessionFactoryDep = Annotated[async_sessionmaker[AsyncSession], Depends(get_session_factory)]
+
+
+async def get_session(session_factory: SessionFactoryDep) -> AsyncIterator[AsyncSession]:
     async with session_factory() as session, session.begin():
         yield session  # commits after the endpoint (and serialisation); rolls back on error
 

@@ -2,15 +2,15 @@
 
 import uuid
 from collections.abc import AsyncIterator
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, BackgroundTasks, Header, Query, Request, Response, status
+from fastapi import APIRouter, BackgroundTasks, Header, Query, Response, status
 from fastapi.responses import StreamingResponse
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from examples.app.api.deps import HeroServiceDep
+from examples.app.api.deps import HeroServiceDep, SessionFactoryDep
 from examples.app.models import Hero
 from examples.app.schemas import HeroCreate, HeroDetail, HeroPublic, HeroUpdate
 from examples.app.services import HeroService
@@ -23,14 +23,15 @@ from examples.servicebase.web import (
     etag,
     expected_version,
     filter_from_query,
-    filter_query_model,
+    list_query_model,
 )
 
 router = APIRouter(prefix="/heroes", tags=["heroes"])
 
-HeroQuery = filter_query_model("HeroQuery", HeroService.filters)
-Limit = Annotated[int, Query(ge=1, le=HeroService.max_limit)]
-Offset = Annotated[int, Query(ge=0, le=1_000_000)]
+HeroQuery = list_query_model("HeroQuery", HeroService.filters, max_limit=HeroService.max_limit)
+HeroFeedQuery = list_query_model(
+    "HeroFeedQuery", HeroService.filters, cursor=True, max_limit=HeroService.max_limit
+)
 
 
 # --8<-- [start:create_with_background_task]
@@ -38,14 +39,14 @@ Offset = Annotated[int, Query(ge=0, le=1_000_000)]
 async def create_hero(
     data: HeroCreate,
     heroes: HeroServiceDep,
-    request: Request,
+    session_factory: SessionFactoryDep,
     response: Response,
     background: BackgroundTasks,
 ) -> Hero:
     hero = await heroes.create(data)
     response.headers["ETag"] = etag(hero.version)
     # Runs after the response: the request's session is closed by then, so it opens its own.
-    background.add_task(send_welcome, request.state.session_factory, hero.id)
+    background.add_task(send_welcome, session_factory, hero.id)
     return hero
 
 
@@ -65,11 +66,9 @@ async def send_welcome(
 async def list_heroes(
     heroes: HeroServiceDep,
     query: Annotated[HeroQuery, Query()],  # type: ignore[valid-type]
-    limit: Limit = 50,
-    offset: Offset = 0,
 ) -> Page[Hero]:
-    where, sort = filter_from_query(query)
-    return await heroes.page(where, sort=sort, limit=limit, offset=offset)
+    q: Any = query  # a model generated from the allowlist: attributes unknown to mypy
+    return await heroes.page(filter_from_query(q), sort=q.sort, limit=q.limit, offset=q.offset)
 
 
 # --8<-- [end:list_endpoint]
@@ -78,19 +77,17 @@ async def list_heroes(
 @router.get("/feed", response_model=CursorPage[HeroPublic])
 async def hero_feed(
     heroes: HeroServiceDep,
-    query: Annotated[HeroQuery, Query()],  # type: ignore[valid-type]
-    limit: Limit = 50,
-    cursor: Annotated[str | None, Query(max_length=2000)] = None,
+    query: Annotated[HeroFeedQuery, Query()],  # type: ignore[valid-type]
 ) -> CursorPageResult[Hero]:
-    where, sort = filter_from_query(query)
-    return await heroes.page_by_cursor(where, sort=sort, limit=limit, cursor=cursor)
+    q: Any = query
+    return await heroes.page_by_cursor(
+        filter_from_query(q), sort=q.sort, limit=q.limit, cursor=q.cursor
+    )
 
 
 # --8<-- [start:streaming]
 @router.get("/export", response_class=StreamingResponse)
-async def export_heroes(request: Request) -> StreamingResponse:
-    session_factory: async_sessionmaker[AsyncSession] = request.state.session_factory
-
+async def export_heroes(session_factory: SessionFactoryDep) -> StreamingResponse:
     async def lines() -> AsyncIterator[str]:
         # The body is produced after the endpoint returned: its own session, not the request's.
         async with session_factory() as session:

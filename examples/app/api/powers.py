@@ -1,7 +1,7 @@
 """/powers, and the hero-power links with their level."""
 
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, status
 
@@ -10,12 +10,12 @@ from examples.app.models import INT32_MAX, HeroPower, Power
 from examples.app.schemas import HeroPowerGrant, PowerCreate, PowerPublic
 from examples.app.services import PowerService
 from examples.servicebase.pagination import Page
-from examples.servicebase.web import OffsetPage, filter_from_query, filter_query_model
+from examples.servicebase.web import OffsetPage, filter_from_query, list_query_model
 
 router = APIRouter(tags=["powers"])
 
 PowerId = Annotated[int, Path(ge=1, le=INT32_MAX)]
-PowerQuery = filter_query_model("PowerQuery", PowerService.filters)
+PowerQuery = list_query_model("PowerQuery", PowerService.filters, max_limit=PowerService.max_limit)
 
 
 @router.post("/powers", status_code=status.HTTP_201_CREATED, response_model=PowerPublic)
@@ -27,11 +27,9 @@ async def create_power(data: PowerCreate, powers: PowerServiceDep) -> Power:
 async def list_powers(
     powers: PowerServiceDep,
     query: Annotated[PowerQuery, Query()],  # type: ignore[valid-type]
-    limit: Annotated[int, Query(ge=1, le=PowerService.max_limit)] = 50,
-    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> Page[Power]:
-    where, sort = filter_from_query(query)
-    return await powers.page(where, sort=sort, limit=limit, offset=offset)
+    q: Any = query
+    return await powers.page(filter_from_query(q), sort=q.sort, limit=q.limit, offset=q.offset)
 
 
 @router.put("/heroes/{hero_id}/powers/{power_id}")

@@ -1,6 +1,6 @@
 """/teams: CRUD, filtered and sorted pages, detail with heroes."""
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, status
 
@@ -9,14 +9,12 @@ from examples.app.models import INT32_MAX, Team
 from examples.app.schemas import TeamCreate, TeamPublic, TeamPublicWithHeroes, TeamUpdate
 from examples.app.services import TeamService
 from examples.servicebase.pagination import Page
-from examples.servicebase.web import OffsetPage, filter_from_query, filter_query_model
+from examples.servicebase.web import OffsetPage, filter_from_query, list_query_model
 
 router = APIRouter(prefix="/teams", tags=["teams"])
 
 TeamId = Annotated[int, Path(ge=1, le=INT32_MAX)]  # larger would overflow INTEGER: 422, not 500
-TeamQuery = filter_query_model("TeamQuery", TeamService.filters)
-Limit = Annotated[int, Query(ge=1, le=TeamService.max_limit)]
-Offset = Annotated[int, Query(ge=0, le=1_000_000)]
+TeamQuery = list_query_model("TeamQuery", TeamService.filters, max_limit=TeamService.max_limit)
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=TeamPublic)
@@ -28,11 +26,9 @@ async def create_team(data: TeamCreate, teams: TeamServiceDep) -> Team:
 async def list_teams(
     teams: TeamServiceDep,
     query: Annotated[TeamQuery, Query()],  # type: ignore[valid-type]
-    limit: Limit = 50,
-    offset: Offset = 0,
 ) -> Page[Team]:
-    where, sort = filter_from_query(query)
-    return await teams.page(where, sort=sort, limit=limit, offset=offset)
+    q: Any = query
+    return await teams.page(filter_from_query(q), sort=q.sort, limit=q.limit, offset=q.offset)
 
 
 @router.get("/{team_id}", response_model=TeamPublicWithHeroes)
