@@ -108,6 +108,15 @@ async def keep_going_after_a_failed_flush(session: AsyncSession) -> None:
 # --8<-- [end:use_after_failed_flush]
 
 
+# --8<-- [start:ignored_regex]
+class VillainCreate(SQLModel):
+    # SQLModel still accepts regex= but Pydantic 2 reads only pattern=: no check, no error.
+    name: str = Field(max_length=100, regex=r"^[^\x00]*$")
+
+
+# --8<-- [end:ignored_regex]
+
+
 # --8<-- [start:string_without_length]
 class Villain(PitfallModel, table=True):
     id: int | None = Field(default=None, primary_key=True)

@@ -16,7 +16,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from examples.app.models import Hero, HeroStatus, Team
 from examples.app.schemas import HeroCreate, HeroPublic, HeroUpdate
 from examples.data_models import create_hero, update_hero
-from examples.pitfalls import define_two_tables_with_one_column, pitfall_registry
+from examples.pitfalls import VillainCreate, define_two_tables_with_one_column, pitfall_registry
 from examples.servicebase.errors import DatabaseError, classify
 from tests.conftest import Backend
 from tests.support import raw_rows
@@ -93,7 +93,9 @@ async def test_json_in_place_mutation_of_a_loaded_object_is_saved(session: Async
     hero.attributes["cape"] = "blue"  # tracked: loaded values are MutableDicts
     hero = await reload(session, hero)
     assert hero.attributes == {"cape": "blue", "gear": {"boots": 1}}
-    hero.attributes["gear"]["boots"] = 2  # nested: NOT tracked (MutableDict is shallow)
+    gear = hero.attributes["gear"]
+    assert isinstance(gear, dict)
+    gear["boots"] = 2  # nested: NOT tracked (MutableDict is shallow)
     assert (await reload(session, hero)).attributes == {"cape": "blue", "gear": {"boots": 1}}
 
 
@@ -157,6 +159,12 @@ async def test_not_null_and_foreign_key_violations_are_classified(
         await savepoint.rollback()
         errors.append(classify(caught.value))
     assert errors == [DatabaseError.NOT_NULL_VIOLATION, DatabaseError.FOREIGN_KEY_VIOLATION]
+
+
+def test_sqlmodel_regex_is_silently_ignored() -> None:
+    assert VillainCreate(name="nul\x00").name == "nul\x00"  # regex=... checked nothing
+    with pytest.raises(ValidationError, match="should match pattern"):
+        HeroCreate(name="nul\x00", secret_name="s")  # NulFreeStr (pattern=) does
 
 
 def test_table_models_skip_validation_data_models_dont() -> None:

@@ -7,15 +7,17 @@ timestamps are timezone-aware UTC set by the database clock; relationships never
 import enum
 import uuid
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Optional
+from typing import Annotated, Any, ClassVar, Optional
 
 import sqlalchemy as sa
+from pydantic import StringConstraints
 from sqlalchemy.dialects import mysql, postgresql
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.ext.mutable import MutableDict
 from sqlalchemy.orm import QueryableAttribute, declared_attr
 from sqlalchemy.sql.expression import FunctionElement
 from sqlmodel import Field, Relationship, SQLModel
+from typing_extensions import TypeAliasType
 
 # --8<-- [start:naming_convention]
 # Set before any table model is defined; Alembic needs named constraints to alter or drop them.
@@ -29,7 +31,17 @@ SQLModel.metadata.naming_convention = {
 # --8<-- [end:naming_convention]
 
 
-INT32_MAX = 2**31 - 1  # INTEGER columns on all three backends
+# --8<-- [start:storable_input]
+# What every backend can store. Data models declare it per field, so it is enforced at the API
+# boundary (422) and documented in OpenAPI, instead of failing in the database (500).
+INT32_MAX = 2**31 - 1  # INTEGER columns
+NO_NUL = r"^[^\x00]*$"  # PostgreSQL refuses NUL characters in text and in JSON strings
+NulFreeStr = Annotated[str, StringConstraints(pattern=NO_NUL)]
+JsonValue = TypeAliasType(
+    "JsonValue",
+    "dict[NulFreeStr, JsonValue] | list[JsonValue] | NulFreeStr | int | float | bool | None",
+)
+# --8<-- [end:storable_input]
 
 
 # --8<-- [start:rel]
@@ -164,8 +176,8 @@ json_document = MutableDict.as_mutable(sa.JSON().with_variant(postgresql.JSONB()
 
 # --8<-- [start:team]
 class TeamBase(SQLModel):
-    name: str = Field(max_length=100, unique=True)
-    headquarters: str = Field(max_length=200)
+    name: NulFreeStr = Field(max_length=100, unique=True)
+    headquarters: NulFreeStr = Field(max_length=200)
 
 
 class Team(TeamBase, Timestamped, table=True):
@@ -183,10 +195,10 @@ class Team(TeamBase, Timestamped, table=True):
 
 # --8<-- [start:hero]
 class HeroBase(SQLModel):
-    name: str = Field(max_length=100, index=True)
+    name: NulFreeStr = Field(max_length=100, index=True)
     age: int | None = Field(default=None, ge=0, le=10_000, index=True)
     status: HeroStatus = Field(default=HeroStatus.ACTIVE, sa_type=hero_status_type)
-    attributes: dict[str, Any] = Field(default_factory=dict, sa_type=json_document)
+    attributes: dict[NulFreeStr, JsonValue] = Field(default_factory=dict, sa_type=json_document)
     team_id: int | None = Field(
         default=None, foreign_key="team.id", ondelete="SET NULL", index=True, ge=1, le=INT32_MAX
     )
@@ -207,7 +219,7 @@ class Hero(HeroBase, Timestamped, table=True):
         }
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)  # a new one per row
-    secret_name: str = Field(max_length=100, unique=True)
+    secret_name: NulFreeStr = Field(max_length=100, unique=True)
     deleted_at: datetime | None = Field(default=None, sa_type=UTCDateTime, index=True)
     version: int = Field(default=1, nullable=False)
 
@@ -237,8 +249,8 @@ class Hero(HeroBase, Timestamped, table=True):
 
 # --8<-- [start:power]
 class PowerBase(SQLModel):
-    name: str = Field(max_length=100, unique=True)
-    description: str = Field(default="", max_length=500)
+    name: NulFreeStr = Field(max_length=100, unique=True)
+    description: NulFreeStr = Field(default="", max_length=500)
 
 
 class Power(PowerBase, table=True):

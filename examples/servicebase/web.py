@@ -4,8 +4,10 @@ Imports nothing from the app.
 """
 
 import json
-from typing import Any, Generic, TypeVar
+import re
+from typing import Annotated, Any, Generic, TypeVar
 
+from annotated_types import Len
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, create_model
@@ -52,8 +54,18 @@ def list_query_model(
     and validates values (an integer that would overflow the column is a 422), and extra="forbid"
     turns an unknown parameter into a 422 instead of silently ignoring it.
     """
+    sortable = "|".join(re.escape(n) for n, f in spec.fields.items() if f.sortable and not f.path)
+    sort_key = f"-?({sortable})(:nulls_first|:nulls_last)?"
     fields: dict[str, Any] = {
-        "sort": (str | None, Field(default=None, max_length=500, description="-age,name")),
+        "sort": (
+            str | None,
+            Field(
+                default=None,
+                max_length=500,
+                pattern=f"^{sort_key}(,{sort_key})*$",
+                description="comma-separated: -name for descending, :nulls_first/:nulls_last",
+            ),
+        ),
         "filter": (
             str | None,
             Field(default=None, max_length=10_000, description='{"and": [{field, op, value}]}'),
@@ -69,8 +81,10 @@ def list_query_model(
         for op in sorted(field.operators):
             if op == "isnull":
                 annotation: Any = bool | None
+            elif op == "between":
+                annotation = Annotated[list[value_type], Len(2, 2)] | None  # type: ignore[valid-type]
             elif op in LIST_OPERATORS:
-                annotation = list[value_type] | None  # type: ignore[valid-type]
+                annotation = Annotated[list[value_type], Len(0, spec.limits.max_list)] | None  # type: ignore[valid-type]
             else:
                 annotation = value_type | None
             alias = f"{field_name}__{op}"
@@ -99,6 +113,19 @@ def filter_from_query(params: BaseModel) -> dict[str, Any] | None:
 
 
 # --8<-- [end:query_model]
+
+
+class ErrorBody(BaseModel):
+    """Every 4xx/5xx body: `detail` (a message, or FastAPI's list of validation errors) and,
+    for errors raised by the service layer, `error` (NotFound, Conflict, InvalidFilter, ...)."""
+
+    detail: str | list[Any]
+    error: str | None = None
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for the error statuses an endpoint can return."""
+    return {code: {"model": ErrorBody} for code in (*codes, 422, 500, 503)}
 
 
 # --8<-- [start:error_handlers]

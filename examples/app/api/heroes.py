@@ -20,13 +20,14 @@ from examples.servicebase.transactions import unit_of_work
 from examples.servicebase.web import (
     CursorPage,
     OffsetPage,
+    error_responses,
     etag,
     expected_version,
     filter_from_query,
     list_query_model,
 )
 
-router = APIRouter(prefix="/heroes", tags=["heroes"])
+router = APIRouter(prefix="/heroes", tags=["heroes"], responses=error_responses(404, 409))
 
 HeroQuery = list_query_model("HeroQuery", HeroService.filters, max_limit=HeroService.max_limit)
 HeroFeedQuery = list_query_model(
@@ -86,7 +87,11 @@ async def hero_feed(
 
 
 # --8<-- [start:streaming]
-@router.get("/export", response_class=StreamingResponse)
+@router.get(
+    "/export",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"application/x-ndjson": {}}, "description": "One hero per line"}},
+)
 async def export_heroes(session_factory: SessionFactoryDep) -> StreamingResponse:
     async def lines() -> AsyncIterator[str]:
         # The body is produced after the endpoint returned: its own session, not the request's.
@@ -111,7 +116,7 @@ async def get_hero(hero_id: uuid.UUID, heroes: HeroServiceDep, response: Respons
 
 
 # --8<-- [start:conditional_update]
-@router.patch("/{hero_id}", response_model=HeroPublic)
+@router.patch("/{hero_id}", response_model=HeroPublic, responses=error_responses(412))
 async def update_hero(
     hero_id: uuid.UUID,
     data: HeroUpdate,

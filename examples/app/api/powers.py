@@ -10,9 +10,14 @@ from examples.app.models import INT32_MAX, HeroPower, Power
 from examples.app.schemas import HeroPowerGrant, PowerCreate, PowerPublic
 from examples.app.services import PowerService
 from examples.servicebase.pagination import Page
-from examples.servicebase.web import OffsetPage, filter_from_query, list_query_model
+from examples.servicebase.web import (
+    OffsetPage,
+    error_responses,
+    filter_from_query,
+    list_query_model,
+)
 
-router = APIRouter(tags=["powers"])
+router = APIRouter(tags=["powers"], responses=error_responses(404, 409))
 
 PowerId = Annotated[int, Path(ge=1, le=INT32_MAX)]
 PowerQuery = list_query_model("PowerQuery", PowerService.filters, max_limit=PowerService.max_limit)

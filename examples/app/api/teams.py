@@ -9,9 +9,14 @@ from examples.app.models import INT32_MAX, Team
 from examples.app.schemas import TeamCreate, TeamPublic, TeamPublicWithHeroes, TeamUpdate
 from examples.app.services import TeamService
 from examples.servicebase.pagination import Page
-from examples.servicebase.web import OffsetPage, filter_from_query, list_query_model
+from examples.servicebase.web import (
+    OffsetPage,
+    error_responses,
+    filter_from_query,
+    list_query_model,
+)
 
-router = APIRouter(prefix="/teams", tags=["teams"])
+router = APIRouter(prefix="/teams", tags=["teams"], responses=error_responses(404, 409))
 
 TeamId = Annotated[int, Path(ge=1, le=INT32_MAX)]  # larger would overflow INTEGER: 422, not 500
 TeamQuery = list_query_model("TeamQuery", TeamService.filters, max_limit=TeamService.max_limit)
