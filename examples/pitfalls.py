@@ -18,6 +18,7 @@ from sqlmodel import Field, Relationship, SQLModel, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from examples.app.models import Hero, Team, rel
+from examples.app.schemas import HeroPublicWithTeam
 
 pitfall_registry = registry(metadata=MetaData())
 
@@ -167,10 +168,10 @@ async def session_committed_after_response(request: Request) -> AsyncIterator[As
         yield session  # default scope: this commit runs after the client got its response
 
 
-late_commit_router = APIRouter()
+pitfall_router = APIRouter()
 
 
-@late_commit_router.post("/late-commit/teams", status_code=201)
+@pitfall_router.post("/late-commit/teams", status_code=201)
 async def create_team_committed_late(
     name: str, session: Annotated[AsyncSession, Depends(session_committed_after_response)]
 ) -> dict[str, str]:
@@ -179,3 +180,16 @@ async def create_team_committed_late(
 
 
 # --8<-- [end:commit_after_response]
+
+
+# --8<-- [start:lazy_load_in_response]
+@pitfall_router.get("/unloaded/heroes/{hero_id}", response_model=HeroPublicWithTeam)
+async def hero_without_its_team(
+    hero_id: uuid.UUID, session: Annotated[AsyncSession, Depends(session_committed_after_response)]
+) -> Hero:
+    # No loader for Hero.team: serialising HeroPublicWithTeam reads it -> ResponseValidationError
+    # ("Error extracting attribute: ... 'Hero.team' is not available due to lazy='raise'"), a 500.
+    return await session.get_one(Hero, hero_id)
+
+
+# --8<-- [end:lazy_load_in_response]

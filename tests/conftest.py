@@ -20,20 +20,18 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from asgi_lifespan import LifespanManager
-from httpx import ASGITransport, AsyncClient
+from httpx import AsyncClient
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 from sqlmodel import SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 import examples.app.models  # noqa: F401  (registers every table on SQLModel.metadata)
-from examples.app.api.deps import get_session_factory
 from examples.app.db import create_engine
 from examples.app.main import create_app
 from examples.app.settings import Settings
-from tests.support import counting_statements, rolled_back_session
+from examples.testing import app_client, counting_statements, rolled_back_session
 
 BACKENDS = ("sqlite", "postgresql", "mysql")
 SERVER_URL_ENV = {"postgresql": "TEST_POSTGRES_URL", "mysql": "TEST_MYSQL_URL"}
@@ -183,19 +181,7 @@ async def client(backend: Backend, session: AsyncSession) -> AsyncIterator[Async
 
     httpx's ASGITransport alone would skip the lifespan, so asgi-lifespan's LifespanManager runs it.
     """
-    app = create_app(backend.settings())
-    # Every session the app opens (requests, background tasks, streams) joins the test's
-    # transaction on the test's connection; their commits release savepoints.
-    app.dependency_overrides[get_session_factory] = lambda: async_sessionmaker(
-        bind=session.bind,
-        class_=AsyncSession,
-        expire_on_commit=False,
-        join_transaction_mode="create_savepoint",
-    )
-    async with (
-        LifespanManager(app) as manager,
-        AsyncClient(transport=ASGITransport(app=manager.app), base_url="http://test") as http,
-    ):
+    async with app_client(create_app(backend.settings()), session) as http:
         yield http
 
 

@@ -10,7 +10,7 @@ from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from examples.app.models import Team
-from tests.support import counting_statements
+from examples.testing import counting_statements
 
 LEAKS = ("SELECT", "INSERT", "UPDATE", "sqlalchemy", "asyncpg", "pymysql", "sqlite3", "Traceback")
 

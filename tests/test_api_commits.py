@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from examples.app.db import create_session_factory
 from examples.app.main import create_app
 from examples.app.models import Hero, Team
-from examples.pitfalls import late_commit_router
+from examples.pitfalls import pitfall_router
 from examples.servicebase.transactions import unit_of_work
 from tests.conftest import Backend
 
@@ -40,7 +40,7 @@ async def live_app(backend: Backend, engine: AsyncEngine) -> AsyncIterator[LiveA
     @asynccontextmanager
     async def start(**settings: Any) -> AsyncIterator[LiveApp]:
         app = create_app(backend.settings().model_copy(update=settings))
-        app.include_router(late_commit_router)
+        app.include_router(pitfall_router)
         engines: list[AsyncEngine] = []
 
         @app.get("/_engine", include_in_schema=False)
@@ -97,6 +97,14 @@ async def test_default_scope_commits_after_the_client_saw_success(
             response = await live.client.post("/late-commit/teams", params={"name": "Ghost"})
         assert response.status_code == 201  # the client was told it worked...
         assert (await live.client.get("/teams")).json()["total"] == 0  # ...and nothing was saved
+
+
+async def test_serialising_an_unloaded_relationship_is_a_500(live_app: LiveAppFactory) -> None:
+    async with live_app() as live:
+        hero = (await live.client.post("/heroes", json={"name": "a", "secret_name": "b"})).json()
+        response = await live.client.get(f"/unloaded/heroes/{hero['id']}")
+        assert response.status_code == 500
+        assert "lazy=" not in response.text  # the details stay in the server log
 
 
 async def test_100_concurrent_requests_on_a_pool_of_2(live_app: LiveAppFactory) -> None:

@@ -34,8 +34,8 @@ from examples.pitfalls import (
 )
 from examples.servicebase.errors import DatabaseError, classify
 from examples.servicebase.transactions import run_in_transaction, unit_of_work
+from examples.testing import counting_statements
 from tests.conftest import Backend
-from tests.support import counting_statements
 
 
 async def add_heroes(session: AsyncSession, *ages: int | None) -> None:

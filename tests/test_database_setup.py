@@ -13,8 +13,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from examples.app.db import create_session_factory
 from examples.app.models import Team
 from examples.app.settings import Settings
+from examples.testing import counting_statements, rolled_back_session
 from tests.conftest import Backend
-from tests.support import counting_statements, rolled_back_session
 
 
 def test_settings_default_to_embedded_sqlite(monkeypatch: pytest.MonkeyPatch) -> None:

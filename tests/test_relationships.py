@@ -34,7 +34,7 @@ from examples.relationships import (
     teams_with_heroes,
 )
 from examples.servicebase.errors import DatabaseError, classify
-from tests.support import counting_statements, rolled_back_session
+from examples.testing import counting_statements, rolled_back_session
 
 
 async def add_teams(session: AsyncSession, teams: int, heroes_per_team: int) -> list[Team]:

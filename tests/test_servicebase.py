@@ -28,8 +28,9 @@ from examples.servicebase_usage import (
     import_heroes,
 )
 from examples.servicebase_usage import main as servicebase_usage_main
+from examples.testing import counting_statements
 from tests.conftest import Backend
-from tests.support import counting_statements, raw_rows
+from tests.support import raw_rows
 
 SECRET = b"cursor-secret-for-tests-0123456789"
 
