@@ -17,8 +17,9 @@ from sqlalchemy.orm import lazyload, registry
 from sqlmodel import Field, Relationship, SQLModel, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from examples.app.models import Hero, Team, rel
+from examples.app.models import Hero, Team
 from examples.app.schemas import HeroPublicWithTeam
+from examples.app.types import rel
 
 pitfall_registry = registry(metadata=MetaData())
 

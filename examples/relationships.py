@@ -12,8 +12,9 @@ from sqlmodel import SQLModel, col, delete, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from examples.app.db import create_engine, create_session_factory
-from examples.app.models import Hero, HeroPower, Power, Team, rel
+from examples.app.models import Hero, HeroPower, Power, Team
 from examples.app.settings import Settings
+from examples.app.types import rel
 
 
 # --8<-- [start:selectinload]

@@ -11,7 +11,8 @@ from sqlalchemy.orm.exc import DetachedInstanceError
 from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from examples.app.models import Hero, HeroPower, Power, Team, rel
+from examples.app.models import Hero, HeroPower, Power, Team
+from examples.app.types import rel
 from examples.pitfalls import (
     Guild,
     Member,

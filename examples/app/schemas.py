@@ -11,15 +11,8 @@ from datetime import datetime
 
 from sqlmodel import Field, SQLModel
 
-from examples.app.models import (
-    INT32_MAX,
-    HeroBase,
-    HeroStatus,
-    JsonValue,
-    NulFreeStr,
-    PowerBase,
-    TeamBase,
-)
+from examples.app.models import HeroBase, HeroStatus, PowerBase, TeamBase
+from examples.app.types import INT32_MAX, JsonValue, NulFreeStr
 
 
 # --8<-- [start:team_schemas]

@@ -6,8 +6,9 @@ from collections.abc import Sequence
 from sqlalchemy.orm import joinedload, selectinload
 from sqlmodel import col, select
 
-from examples.app.models import Hero, HeroPower, Power, Team, rel
+from examples.app.models import Hero, HeroPower, Power, Team
 from examples.app.schemas import HeroCreate, HeroUpdate, PowerCreate, TeamCreate, TeamUpdate
+from examples.app.types import rel
 from examples.servicebase.errors import NotFound
 from examples.servicebase.filters import (
     COMPARISON,

@@ -6,9 +6,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, status
 
 from examples.app.api.deps import HeroServiceDep, PowerServiceDep
-from examples.app.models import INT32_MAX, HeroPower, Power
+from examples.app.models import HeroPower, Power
 from examples.app.schemas import HeroPowerGrant, PowerCreate, PowerPublic
 from examples.app.services import PowerService
+from examples.app.types import INT32_MAX
 from examples.servicebase.pagination import Page
 from examples.servicebase.web import (
     OffsetPage,

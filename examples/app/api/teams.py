@@ -5,9 +5,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, status
 
 from examples.app.api.deps import TeamServiceDep
-from examples.app.models import INT32_MAX, Team
+from examples.app.models import Team
 from examples.app.schemas import TeamCreate, TeamPublic, TeamPublicWithHeroes, TeamUpdate
 from examples.app.services import TeamService
+from examples.app.types import INT32_MAX
 from examples.servicebase.pagination import Page
 from examples.servicebase.web import (
     OffsetPage,
