@@ -16,6 +16,7 @@ import os
 import secrets
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -84,6 +85,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 class Backend:
     name: str
     url: URL  # the database this run owns
+    server_url: URL | None = None  # where more databases can be created (None for SQLite)
 
     @property
     def url_string(self) -> str:
@@ -124,21 +126,46 @@ async def backend(
     if not raw_url:
         unavailable(f"{env} is not set")
     server_url = make_url(str(raw_url))
-    database = f"asm_test_{os.getpid()}_{secrets.token_hex(4)}"
-    if name == "postgresql":
-        create = f'CREATE DATABASE "{database}"'
-        drop = f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'
-    else:
-        create = f"CREATE DATABASE `{database}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
-        drop = f"DROP DATABASE IF EXISTS `{database}`"
     try:
-        await _admin_execute(server_url, create)
+        database = await create_database(name, server_url)
     except Exception as exc:  # any failure to create the database means the server is unusable
         unavailable(f"{type(exc).__name__}: {exc}")
     try:
-        yield Backend(name, server_url.set(database=database))
+        yield Backend(name, server_url.set(database=database), server_url)
     finally:
-        await _admin_execute(server_url, drop)
+        await drop_database(name, server_url, database)
+
+
+async def create_database(backend: str, server_url: URL) -> str:
+    database = f"asm_test_{os.getpid()}_{secrets.token_hex(4)}"
+    if backend == "postgresql":
+        await _admin_execute(server_url, f'CREATE DATABASE "{database}"')
+    else:
+        await _admin_execute(
+            server_url,
+            f"CREATE DATABASE `{database}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin",
+        )
+    return database
+
+
+async def drop_database(backend: str, server_url: URL, database: str) -> None:
+    if backend == "postgresql":
+        await _admin_execute(server_url, f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+    else:
+        await _admin_execute(server_url, f"DROP DATABASE IF EXISTS `{database}`")
+
+
+@pytest_asyncio.fixture
+async def empty_database_url(backend: Backend, tmp_path: Path) -> AsyncIterator[str]:
+    """A new, empty database on the backend's server, for tests that build a schema (migrations)."""
+    if backend.server_url is None:
+        yield f"sqlite+aiosqlite:///{tmp_path}/empty.db"
+        return
+    database = await create_database(backend.name, backend.server_url)
+    try:
+        yield backend.server_url.set(database=database).render_as_string(hide_password=False)
+    finally:
+        await drop_database(backend.name, backend.server_url, database)
 
 
 # ---------------------------------------------------------------- engine and sessions

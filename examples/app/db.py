@@ -36,7 +36,7 @@ def create_engine(settings: Settings) -> AsyncEngine:
 
 
 # --8<-- [start:sqlite]
-def configure_sqlite(engine: AsyncEngine) -> None:
+def configure_sqlite(engine: AsyncEngine, *, foreign_keys: bool = True) -> None:
     # Async engines take event listeners on .sync_engine, never on the AsyncEngine itself.
     @event.listens_for(engine.sync_engine, "connect")
     def on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -44,7 +44,8 @@ def configure_sqlite(engine: AsyncEngine) -> None:
         # transaction control, which breaks SAVEPOINT and rollback of DDL.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA foreign_keys=ON")  # off by default: ondelete would be ignored
+        # Off by default: ondelete would be ignored. (Migrations turn it off on purpose.)
+        cursor.execute(f"PRAGMA foreign_keys={'ON' if foreign_keys else 'OFF'}")
         cursor.execute("PRAGMA journal_mode=WAL")  # readers don't block the writer
         cursor.execute("PRAGMA busy_timeout=5000")  # wait for a lock instead of failing at once
         cursor.execute("PRAGMA case_sensitive_like=ON")  # LIKE is case-sensitive, as elsewhere

@@ -1,0 +1,114 @@
+"""Alembic environment for the reference app: async engine, URL from the app's settings.
+
+Used by the `alembic` command (configured in pyproject.toml [tool.alembic]) and by
+examples/app/migrate.py, which passes its own connection in config.attributes["connection"].
+"""
+
+import asyncio
+
+from alembic import context
+from sqlalchemy import text
+from sqlalchemy.engine import Connection
+from sqlmodel import SQLModel
+
+import examples.app.models  # noqa: F401  (every table must be on the metadata, or autogenerate drops it)
+from examples.app.migrate import migration_engine
+from examples.app.settings import Settings
+
+config = context.config
+# Tests may pass another MetaData (to autogenerate against a changed model).
+target_metadata = config.attributes.get("target_metadata", SQLModel.metadata)
+LOCK_NAME = "async_sqlmodel_migrations"
+PG_LOCK_KEY = 0x5A11_7E5D  # any constant shared by every process migrating this database
+
+
+# --8<-- [start:url]
+def database_url() -> str:
+    # From the caller or the app's settings (DATABASE_URL), never from alembic.ini: ConfigParser
+    # interpolation breaks on a "%" in a password.
+    url: str | None = config.attributes.get("database_url")
+    return url or Settings().database_url
+
+
+# --8<-- [end:url]
+
+
+# --8<-- [start:configure]
+def configure(connection: Connection) -> None:
+    context.configure(
+        connection=connection,
+        target_metadata=target_metadata,
+        # SQLite can't ALTER most things: batch mode copies the table; elsewhere it is plain ALTER.
+        # Always on, so one revision runs on every backend.
+        render_as_batch=True,
+        # Server defaults compare reliably only on PostgreSQL (evaluated by the server).
+        compare_server_default=connection.dialect.name == "postgresql",
+        # PostgreSQL: one transaction per revision (ALTER TYPE ... ADD VALUE needs a commit).
+        # SQLite: one transaction for the whole run, so a concurrent run waits for all of it.
+        transaction_per_migration=connection.dialect.name == "postgresql",
+    )
+
+
+# --8<-- [end:configure]
+
+
+# --8<-- [start:lock]
+def run_with_lock(connection: Connection) -> None:
+    """Only one process migrates at a time; the others wait, then find nothing left to do.
+
+    PostgreSQL: a session advisory lock. MySQL: GET_LOCK. SQLite: the write lock that
+    BEGIN IMMEDIATE takes for the whole run.
+    """
+    dialect = connection.dialect.name
+    if dialect == "postgresql":
+        connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": PG_LOCK_KEY})
+    elif dialect == "mysql":
+        connection.execute(text("SELECT GET_LOCK(:name, 600)"), {"name": LOCK_NAME})
+    connection.commit()  # the locks are per session; end the transaction they started in
+    try:
+        configure(connection)
+        with context.begin_transaction():
+            context.run_migrations()
+    finally:
+        if dialect == "postgresql":
+            connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": PG_LOCK_KEY})
+        elif dialect == "mysql":
+            connection.execute(text("SELECT RELEASE_LOCK(:name)"), {"name": LOCK_NAME})
+        connection.commit()
+
+
+# --8<-- [end:lock]
+
+
+# --8<-- [start:engine]
+async def run_online() -> None:
+    engine = migration_engine(database_url())
+    try:
+        async with engine.connect() as connection:
+            await connection.run_sync(run_with_lock)
+    finally:
+        await engine.dispose()
+
+
+# --8<-- [end:engine]
+
+
+def run_offline() -> None:
+    """`alembic upgrade head --sql`: print the DDL, no database needed."""
+    context.configure(
+        url=database_url(),
+        target_metadata=target_metadata,
+        literal_binds=True,
+        render_as_batch=True,
+        dialect_opts={"paramstyle": "named"},
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+if context.is_offline_mode():
+    run_offline()
+elif (shared := config.attributes.get("connection")) is not None:
+    run_with_lock(shared)  # called from async code with a connection (migrate.py, tests)
+else:
+    asyncio.run(run_online())
