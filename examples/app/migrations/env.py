@@ -9,6 +9,7 @@ import asyncio
 from alembic import context
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import SQLModel
 
 import examples.app.models  # noqa: F401  (every table must be on the metadata, or autogenerate drops it)
@@ -16,8 +17,9 @@ from examples.app.migrate import migration_engine
 from examples.app.settings import Settings
 
 config = context.config
-# Tests may pass another MetaData (to autogenerate against a changed model).
-target_metadata = config.attributes.get("target_metadata", SQLModel.metadata)
+# Tests may pass another MetaData (to autogenerate against a changed model). Its naming
+# convention also names the constraints that op.create_table() makes in every revision.
+target_metadata = config.attributes.get("target_metadata") or SQLModel.metadata
 LOCK_NAME = "async_sqlmodel_migrations"
 PG_LOCK_KEY = 0x5A11_7E5D  # any constant shared by every process migrating this database
 
@@ -81,13 +83,15 @@ def run_with_lock(connection: Connection) -> None:
 
 
 # --8<-- [start:engine]
-async def run_online() -> None:
-    engine = migration_engine(database_url())
+async def run_online(engine: AsyncEngine | None = None) -> None:
+    own_engine = engine is None
+    engine = engine or migration_engine(database_url())
     try:
         async with engine.connect() as connection:
             await connection.run_sync(run_with_lock)
     finally:
-        await engine.dispose()
+        if own_engine:
+            await engine.dispose()
 
 
 # --8<-- [end:engine]
@@ -106,9 +110,12 @@ def run_offline() -> None:
         context.run_migrations()
 
 
+shared = config.attributes.get("connection")
 if context.is_offline_mode():
     run_offline()
-elif (shared := config.attributes.get("connection")) is not None:
-    run_with_lock(shared)  # called from async code with a connection (migrate.py, tests)
-else:
+elif isinstance(shared, AsyncEngine):  # e.g. pytest-alembic with an async engine
+    asyncio.run(run_online(shared))
+elif shared is not None:  # a sync connection from async code: migrate.py, the tests
+    run_with_lock(shared)
+else:  # the alembic command line
     asyncio.run(run_online())
