@@ -6,6 +6,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
+from typing import Any
 from pathlib import Path
 
 import pytest
@@ -248,7 +249,8 @@ def test_offline_sql_needs_no_database(dialect: str) -> None:
 @pytest.fixture
 def alembic_runner(empty_database_url: str) -> Iterator[MigrationContext]:
     config = PytestAlembicConfig.from_raw_config(alembic_config_for_tests())
-    with pytest_alembic.runner(config=config, engine=migration_engine(empty_database_url)) as ctx:
+    engine: Any = migration_engine(empty_database_url)  # typed for sync engines; async works
+    with pytest_alembic.runner(config=config, engine=engine) as ctx:
         yield ctx
 
 
