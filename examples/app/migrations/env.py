@@ -110,6 +110,7 @@ def run_offline() -> None:
         context.run_migrations()
 
 
+# --8<-- [start:dispatch]
 shared = config.attributes.get("connection")
 if context.is_offline_mode():
     run_offline()
@@ -119,3 +120,4 @@ elif shared is not None:  # a sync connection from async code: migrate.py, the t
     run_with_lock(shared)
 else:  # the alembic command line
     asyncio.run(run_online())
+# --8<-- [end:dispatch]
