@@ -19,9 +19,11 @@ from tests.conftest import Backend
 
 def test_settings_default_to_embedded_sqlite(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("DATABASE_URL", raising=False)
-    assert Settings(_env_file=None).database_url == "sqlite+aiosqlite:///./app.db"
+    settings = Settings(_env_file=None)
+    assert settings.database_url.get_secret_value() == "sqlite+aiosqlite:///./app.db"
     monkeypatch.setenv("DATABASE_URL", "postgresql+asyncpg://app@db/app")
-    assert Settings(_env_file=None).database_url == "postgresql+asyncpg://app@db/app"
+    settings = Settings(_env_file=None)
+    assert settings.database_url.get_secret_value() == "postgresql+asyncpg://app@db/app"
 
 
 async def test_engine_reaches_the_backend(backend: Backend, engine: AsyncEngine) -> None:

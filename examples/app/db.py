@@ -1,33 +1,51 @@
 """Engine and session factory for SQLite (aiosqlite), PostgreSQL (asyncpg) and MySQL (aiomysql)."""
 
 from typing import Any
+from uuid import uuid4
 
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.pool import NullPool
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from examples.app.settings import Settings
 
 
 # --8<-- [start:engine]
-def create_engine(settings: Settings) -> AsyncEngine:
-    url = make_url(settings.database_url)
+def create_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
+    """The app's engine. `url` overrides settings.database_url (e.g. a read replica)."""
+    database_url = make_url(url or settings.database_url.get_secret_value())
+    backend = database_url.get_backend_name()
+    options: dict[str, Any] = {
+        "echo": settings.echo_sql,
+        "pool_pre_ping": True,  # replace connections the server closed while idle
+    }
     connect_args: dict[str, Any] = {}
-    if url.get_backend_name() == "mysql":
+    if backend == "postgresql":
+        connect_args["server_settings"] = {
+            "application_name": settings.application_name,
+            "statement_timeout": str(settings.statement_timeout_ms),
+        }
+        if settings.pgbouncer:  # no pool of our own, no server-side prepared statement cache
+            options["poolclass"] = NullPool
+            connect_args["statement_cache_size"] = 0
+            connect_args["prepared_statement_name_func"] = lambda: f"__asyncpg_{uuid4()}__"
+            database_url = database_url.update_query_dict({"prepared_statement_cache_size": "0"})
+    elif backend == "mysql":
+        connect_args["charset"] = "utf8mb4"
         # NOW()/CURRENT_TIMESTAMP and DATETIME follow the session time zone: make it UTC.
         connect_args["init_command"] = "SET time_zone = '+00:00'"
-    pool: dict[str, Any] = {}
-    if url.database not in (None, "", ":memory:"):  # :memory: is one shared connection
-        pool = {
+        options["pool_recycle"] = settings.pool_recycle
+    if "poolclass" not in options and database_url.database not in (None, "", ":memory:"):
+        options |= {
             "pool_size": settings.pool_size,
             "max_overflow": settings.max_overflow,
             "pool_timeout": settings.pool_timeout,
+            "pool_use_lifo": True,  # reuse the hottest connections; idle extras time out
         }
-    engine = create_async_engine(
-        url, echo=settings.echo_sql, pool_pre_ping=True, connect_args=connect_args, **pool
-    )
-    if url.get_backend_name() == "sqlite":
+    engine = create_async_engine(database_url, connect_args=connect_args, **options)
+    if backend == "sqlite":
         configure_sqlite(engine)
     return engine
 

@@ -4,6 +4,7 @@ import secrets
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import URL
 
 
 # --8<-- [start:settings]
@@ -12,14 +13,45 @@ class Settings(BaseSettings):
 
     # sqlite+aiosqlite:///./app.db | postgresql+asyncpg://user:pw@host/db
     # | mysql+aiomysql://user:pw@host/db?charset=utf8mb4
-    database_url: str = "sqlite+aiosqlite:///./app.db"
+    # SecretStr: the password stays out of reprs, logs and error pages.
+    database_url: SecretStr = SecretStr("sqlite+aiosqlite:///./app.db")
+    read_replica_url: SecretStr | None = None
     echo_sql: bool = False
+
     pool_size: int = 5
     max_overflow: int = 10
-    pool_timeout: float = 10.0  # seconds to wait for a free connection before a 503
+    pool_timeout: float = 10.0  # seconds to wait for a free connection, then a 503
+    pool_recycle: int = 1800  # below MySQL's wait_timeout and load balancers' idle timeouts
+    workers: int = 1  # processes sharing the server: their pools must fit max_connections
+    pgbouncer: bool = False  # PostgreSQL behind a transaction-mode pooler (or serverless)
+
+    application_name: str = "async-sqlmodel"  # how the app's sessions appear on the server
+    statement_timeout_ms: int = 15_000  # the server cancels longer statements
+    health_timeout: float = 2.0  # below pool_timeout: /health answers 503 quickly
+    slow_query_ms: float = 500.0  # log statements slower than this
+
     # Signs pagination cursors. Set it in production (and the same on every worker): the
     # random default makes cursors from another process or an earlier start invalid.
     cursor_secret: SecretStr = Field(default_factory=lambda: SecretStr(secrets.token_hex(32)))
 
 
 # --8<-- [end:settings]
+
+
+# --8<-- [start:url_create]
+def postgres_url(user: str, password: str, host: str, database: str, port: int = 5432) -> URL:
+    """Build the URL from parts: any password works, no percent-encoding by hand.
+
+    A URL string needs "%40" for "@" in a password (and then Alembic's ConfigParser needs "%%").
+    """
+    return URL.create(
+        "postgresql+asyncpg",
+        username=user,
+        password=password,
+        host=host,
+        port=port,
+        database=database,
+    )
+
+
+# --8<-- [end:url_create]

@@ -29,7 +29,7 @@ def database_url() -> str:
     # From the caller or the app's settings (DATABASE_URL), never from alembic.ini: ConfigParser
     # interpolation breaks on a "%" in a password.
     url: str | None = config.attributes.get("database_url")
-    return url or Settings().database_url
+    return url or Settings().database_url.get_secret_value()
 
 
 # --8<-- [end:url]
