@@ -1,12 +1,15 @@
 """Engine and session factory for SQLite (aiosqlite), PostgreSQL (asyncpg) and MySQL (aiomysql)."""
 
+import logging
+import time
 from typing import Any
 from uuid import uuid4
 
-from sqlalchemy import event
+from sqlalchemy import Select, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import NullPool
+from sqlmodel import Session
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from examples.app.settings import Settings
@@ -93,3 +96,82 @@ def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSessi
 
 
 # --8<-- [end:session_factory]
+
+
+# --8<-- [start:slow_queries]
+slow_query_log = logging.getLogger("examples.app.slow_queries")
+
+
+def log_slow_queries(engine: AsyncEngine, threshold_ms: float) -> None:
+    """Log statements slower than the threshold: the SQL, never the parameters (user data)."""
+
+    @event.listens_for(engine.sync_engine, "before_cursor_execute")
+    def start(
+        _conn: Any, _cursor: Any, _statement: Any, _params: Any, context: Any, _many: Any
+    ) -> None:
+        context._query_started = time.perf_counter()
+
+    @event.listens_for(engine.sync_engine, "after_cursor_execute")
+    def stop(
+        _conn: Any, _cursor: Any, statement: str, _params: Any, context: Any, _many: Any
+    ) -> None:
+        elapsed_ms = (time.perf_counter() - context._query_started) * 1000
+        if elapsed_ms >= threshold_ms:
+            slow_query_log.warning("slow query (%.0f ms): %s", elapsed_ms, statement)
+
+
+# --8<-- [end:slow_queries]
+
+
+# --8<-- [start:connection_budget]
+async def check_connection_budget(engine: AsyncEngine, settings: Settings) -> None:
+    """Refuse to start when every worker's full pool would exceed the server's connections."""
+    dialect = engine.dialect.name
+    if dialect == "sqlite" or settings.pgbouncer:
+        return
+    needed = settings.workers * (settings.pool_size + settings.max_overflow)
+    async with engine.connect() as connection:
+        if dialect == "postgresql":
+            row = await connection.execute(
+                text(
+                    "SELECT current_setting('max_connections')::int"
+                    " - current_setting('superuser_reserved_connections')::int"
+                )
+            )
+        else:
+            row = await connection.execute(text("SELECT @@max_connections"))
+        available = int(row.scalar_one())
+    if needed > available:
+        raise RuntimeError(
+            f"{settings.workers} workers x (pool_size {settings.pool_size} + max_overflow "
+            f"{settings.max_overflow}) = {needed} connections, but the server allows {available}"
+        )
+
+
+# --8<-- [end:connection_budget]
+
+
+# --8<-- [start:read_replica]
+class RoutingSession(Session):
+    """Reads go to the replica, everything else (and reads inside a flush) to the primary."""
+
+    def get_bind(self, mapper: Any = None, clause: Any = None, **kw: Any) -> Any:
+        engines: dict[str, Any] = self.info["engines"]
+        if self._flushing or not isinstance(clause, Select):
+            return engines["primary"]
+        return engines["replica"]
+
+
+def create_routing_session_factory(
+    primary: AsyncEngine, replica: AsyncEngine
+) -> async_sessionmaker[AsyncSession]:
+    # Note: a replica lags; read-your-own-writes needs the primary (use the plain factory).
+    return async_sessionmaker(
+        class_=AsyncSession,
+        sync_session_class=RoutingSession,
+        expire_on_commit=False,
+        info={"engines": {"primary": primary.sync_engine, "replica": replica.sync_engine}},
+    )
+
+
+# --8<-- [end:read_replica]

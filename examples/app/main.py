@@ -8,8 +8,13 @@ from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from examples.app.api import heroes, powers, teams
-from examples.app.db import create_engine, create_session_factory
+from examples.app.api import health, heroes, powers, teams
+from examples.app.db import (
+    check_connection_budget,
+    create_engine,
+    create_session_factory,
+    log_slow_queries,
+)
 from examples.app.settings import Settings
 from examples.servicebase.web import add_error_handlers
 
@@ -19,6 +24,7 @@ class AppState(TypedDict):
     settings: Settings
     engine: AsyncEngine
     session_factory: async_sessionmaker[AsyncSession]
+    read_session_factory: async_sessionmaker[AsyncSession]  # the replica's, or the primary's
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -27,18 +33,28 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[AppState]:
         engine = create_engine(settings)
+        replica = (
+            create_engine(settings, settings.read_replica_url.get_secret_value())
+            if (settings.read_replica_url)
+            else None
+        )
         try:
+            await check_connection_budget(engine, settings)
+            log_slow_queries(engine, settings.slow_query_ms)
             # Lifespan state: each request sees it as request.state.session_factory.
             yield {
                 "settings": settings,
                 "engine": engine,
                 "session_factory": create_session_factory(engine),
+                "read_session_factory": create_session_factory(replica or engine),
             }
         finally:
             await engine.dispose()  # close pooled connections while the loop still runs
+            if replica is not None:
+                await replica.dispose()
 
     app = FastAPI(title="async-sqlmodel reference app", lifespan=lifespan)
-    for router in (teams.router, heroes.router, powers.router):
+    for router in (teams.router, heroes.router, powers.router, health.router):
         app.include_router(router)
     add_error_handlers(app)
     return app

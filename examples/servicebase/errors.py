@@ -47,6 +47,7 @@ class DatabaseError(enum.Enum):
     CHECK_VIOLATION = "check_violation"
     DEADLOCK = "deadlock"
     SERIALIZATION_FAILURE = "serialization_failure"
+    STATEMENT_TIMEOUT = "statement_timeout"
     OTHER = "other"
 
 
@@ -58,6 +59,7 @@ POSTGRES_SQLSTATE = {
     "23514": DatabaseError.CHECK_VIOLATION,
     "40P01": DatabaseError.DEADLOCK,
     "40001": DatabaseError.SERIALIZATION_FAILURE,
+    "57014": DatabaseError.STATEMENT_TIMEOUT,  # query_canceled (statement_timeout)
 }
 MYSQL_ERRNO = {
     1062: DatabaseError.UNIQUE_VIOLATION,  # ER_DUP_ENTRY
@@ -67,6 +69,8 @@ MYSQL_ERRNO = {
     4025: DatabaseError.CHECK_VIOLATION,  # MariaDB ER_CONSTRAINT_FAILED
     3819: DatabaseError.CHECK_VIOLATION,  # MySQL ER_CHECK_CONSTRAINT_VIOLATED
     1213: DatabaseError.DEADLOCK,  # ER_LOCK_DEADLOCK
+    1969: DatabaseError.STATEMENT_TIMEOUT,  # MariaDB ER_STATEMENT_TIMEOUT (max_statement_time)
+    3024: DatabaseError.STATEMENT_TIMEOUT,  # MySQL ER_QUERY_TIMEOUT (max_execution_time)
 }
 SQLITE_EXTENDED_CODE = {
     2067: DatabaseError.UNIQUE_VIOLATION,  # SQLITE_CONSTRAINT_UNIQUE

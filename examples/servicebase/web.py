@@ -17,10 +17,12 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from examples.servicebase.errors import (
     Conflict,
     ConstraintViolation,
+    DatabaseError,
     ForeignKeyViolation,
     InvalidFilter,
     NotFound,
     StaleVersion,
+    classify,
 )
 from examples.servicebase.filters import LIST_OPERATORS, FilterSpec
 
@@ -155,8 +157,15 @@ def add_error_handlers(app: FastAPI, *, retry_after_seconds: int = 1) -> None:
 
     async def database_error(_request: Request, error: Exception) -> JSONResponse:
         # Never echo driver text (SQL, values, host names) to the client.
-        if isinstance(error, DBAPIError) and error.connection_invalidated:
-            return await pool_exhausted(_request, error)
+        if isinstance(error, DBAPIError):
+            if error.connection_invalidated:
+                return await pool_exhausted(_request, error)
+            if classify(error) is DatabaseError.STATEMENT_TIMEOUT:
+                return JSONResponse(
+                    {"detail": "the database took too long; retry later", "error": "Timeout"},
+                    status_code=503,
+                    headers={"Retry-After": str(retry_after_seconds)},
+                )
         return JSONResponse({"detail": "database error", "error": "DatabaseError"}, 500)
 
     for kind in STATUS:

@@ -1,0 +1,43 @@
+"""/health: can the app reach its database right now, and how busy is the pool."""
+
+import asyncio
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from examples.app.settings import Settings
+
+router = APIRouter(tags=["health"])
+
+
+# --8<-- [start:health]
+def pool_metrics(engine: AsyncEngine) -> dict[str, Any]:
+    pool: Any = engine.pool
+    metrics: dict[str, Any] = {"class": type(pool).__name__}
+    for name in ("size", "checkedout", "overflow", "checkedin"):
+        if hasattr(pool, name):  # NullPool and StaticPool have fewer counters
+            metrics[name] = getattr(pool, name)()
+    return metrics
+
+
+@router.get("/health", responses={503: {"description": "Database unreachable or pool full"}})
+async def health(request: Request) -> JSONResponse:
+    engine: AsyncEngine = request.state.engine
+    settings: Settings = request.state.settings
+    pool = pool_metrics(engine)  # before our own checkout
+    try:
+        # Shorter than pool_timeout: a full pool or a dead server answers 503 in seconds.
+        async with asyncio.timeout(settings.health_timeout), engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+    except (TimeoutError, PoolTimeoutError, DBAPIError, OSError):
+        body = {"status": "unavailable", "database": "unreachable", "pool": pool}
+        return JSONResponse(body, status_code=503, headers={"Retry-After": "1"})
+    return JSONResponse({"status": "ok", "database": "ok", "pool": pool})
+
+
+# --8<-- [end:health]
