@@ -33,11 +33,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[AppState]:
         engine = create_engine(settings)
-        replica = (
-            create_engine(settings, settings.read_replica_url.get_secret_value())
-            if (settings.read_replica_url)
-            else None
-        )
+        replica_url = settings.read_replica_url
+        replica = create_engine(settings, replica_url.get_secret_value()) if replica_url else None
         try:
             await check_connection_budget(engine, settings)
             log_slow_queries(engine, settings.slow_query_ms)
