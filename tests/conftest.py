@@ -15,13 +15,17 @@ import asyncio
 import os
 import secrets
 from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import pytest_asyncio
-from httpx import AsyncClient
+from asgi_lifespan import LifespanManager
+from fastapi import FastAPI, Request
+from httpx import ASGITransport, AsyncClient
+from sqlalchemy import delete
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
@@ -29,9 +33,12 @@ from sqlmodel import SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 import examples.app.models  # noqa: F401  (registers every table on SQLModel.metadata)
-from examples.app.db import create_engine
+from examples.app.db import create_engine, create_session_factory
 from examples.app.main import create_app
+from examples.app.models import Hero, HeroPower, Power, Team
 from examples.app.settings import Settings
+from examples.pitfalls import pitfall_router
+from examples.servicebase.transactions import unit_of_work
 from examples.testing import app_client, counting_statements, rolled_back_session
 
 BACKENDS = ("sqlite", "postgresql", "mysql")
@@ -239,3 +246,49 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         label = "no database" if name == "-" else name
         parts = ", ".join(f"{n} {outcome}" for outcome, n in sorted(counts[name].items()))
         terminalreporter.write_line(f"  {label:<12} {parts}")
+
+
+# ---------------------------------------------------------------- the real app, real commits
+
+
+@dataclass
+class LiveApp:
+    app: FastAPI
+    client: AsyncClient
+    engine: AsyncEngine
+
+
+LiveAppFactory = Callable[..., AbstractAsyncContextManager[LiveApp]]
+
+
+@pytest.fixture
+async def live_app(backend: Backend, engine: AsyncEngine) -> AsyncIterator[LiveAppFactory]:
+    """Start the real app (its own engine, real commits); tables are emptied afterwards."""
+
+    @asynccontextmanager
+    async def start(**settings: Any) -> AsyncIterator[LiveApp]:
+        app = create_app(backend.settings().model_copy(update=settings))
+        app.include_router(pitfall_router)
+        engines: list[AsyncEngine] = []
+
+        @app.get("/_engine", include_in_schema=False)
+        async def capture_engine(request: Request) -> None:
+            engines.append(request.state.engine)
+
+        # raise_app_exceptions=False: a server error becomes a 500 response, as in production.
+        async with (
+            LifespanManager(app) as manager,
+            AsyncClient(
+                transport=ASGITransport(app=manager.app, raise_app_exceptions=False),
+                base_url="http://test",
+            ) as client,
+        ):
+            await client.get("/_engine")
+            yield LiveApp(app, client, engines[0])
+
+    try:
+        yield start
+    finally:
+        async with unit_of_work(create_session_factory(engine)) as session:
+            for model in (HeroPower, Hero, Power, Team):
+                await session.exec(delete(model))

@@ -2,68 +2,19 @@
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
-import pytest
 from asgi_lifespan import LifespanManager
-from fastapi import FastAPI, Request
+from fastapi import Request
 from httpx import ASGITransport, AsyncClient
-from sqlalchemy import Engine, delete, event
+from sqlalchemy import Engine, event
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from examples.app.db import create_session_factory
 from examples.app.main import create_app
-from examples.app.models import Hero, Team
-from examples.pitfalls import pitfall_router
-from examples.servicebase.transactions import unit_of_work
-from tests.conftest import Backend
-
-
-@dataclass
-class LiveApp:
-    app: FastAPI
-    client: AsyncClient
-    engine: AsyncEngine
-
-
-LiveAppFactory = Callable[..., AbstractAsyncContextManager[LiveApp]]
-
-
-@pytest.fixture
-async def live_app(backend: Backend, engine: AsyncEngine) -> AsyncIterator[LiveAppFactory]:
-    """Start the real app (its own engine, real commits); tables are emptied afterwards."""
-
-    @asynccontextmanager
-    async def start(**settings: Any) -> AsyncIterator[LiveApp]:
-        app = create_app(backend.settings().model_copy(update=settings))
-        app.include_router(pitfall_router)
-        engines: list[AsyncEngine] = []
-
-        @app.get("/_engine", include_in_schema=False)
-        async def capture_engine(request: Request) -> None:
-            engines.append(request.state.engine)
-
-        # raise_app_exceptions=False: a server error becomes a 500 response, as in production.
-        async with (
-            LifespanManager(app) as manager,
-            AsyncClient(
-                transport=ASGITransport(app=manager.app, raise_app_exceptions=False),
-                base_url="http://test",
-            ) as client,
-        ):
-            await client.get("/_engine")
-            yield LiveApp(app, client, engines[0])
-
-    try:
-        yield start
-    finally:
-        async with unit_of_work(create_session_factory(engine)) as session:
-            await session.exec(delete(Hero))
-            await session.exec(delete(Team))
+from tests.conftest import Backend, LiveAppFactory
 
 
 @asynccontextmanager

@@ -1,10 +1,12 @@
 """The FastAPI application: the lifespan owns the engine and disposes it at shutdown."""
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TypedDict
 
 from fastapi import FastAPI
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -17,6 +19,8 @@ from examples.app.db import (
 )
 from examples.app.settings import Settings
 from examples.servicebase.web import add_error_handlers
+
+logger = logging.getLogger(__name__)
 
 
 # --8<-- [start:lifespan]
@@ -36,7 +40,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         replica_url = settings.read_replica_url
         replica = create_engine(settings, replica_url.get_secret_value()) if replica_url else None
         try:
-            await check_connection_budget(engine, settings)
+            try:
+                await check_connection_budget(engine, settings)
+            except (OSError, DBAPIError, TimeoutError):
+                # Start anyway: /health reports 503 until the database is back.
+                logger.warning("database unreachable at startup", exc_info=True)
             log_slow_queries(engine, settings.slow_query_ms)
             # Lifespan state: each request sees it as request.state.session_factory.
             yield {

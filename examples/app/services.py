@@ -4,7 +4,7 @@ import uuid
 from collections.abc import Sequence
 
 from sqlalchemy.orm import joinedload, selectinload
-from sqlmodel import col, select
+from sqlmodel import col, func, select, update
 
 from examples.app.models import Hero, HeroPower, Power, Team
 from examples.app.schemas import HeroCreate, HeroUpdate, PowerCreate, TeamCreate, TeamUpdate
@@ -73,6 +73,24 @@ class HeroService(ServiceBase[Hero, HeroCreate, HeroUpdate]):
         return (await self.session.exec(statement)).all()
 
     # --8<-- [end:hero_service]
+
+    # --8<-- [start:atomic_increment]
+    async def celebrate_birthday(self, hero_id: uuid.UUID) -> Hero:
+        """age + 1 computed by the database: concurrent calls can't lose an increment.
+
+        Read-modify-write in Python (hero.age += 1) would: two requests read 30, both write 31.
+        """
+        statement = (
+            update(Hero)
+            .where(col(Hero.id) == hero_id, *self._scope(include_deleted=False))
+            .values(age=func.coalesce(col(Hero.age), 0) + 1, version=col(Hero.version) + 1)
+            .execution_options(synchronize_session=False)
+        )
+        if await self._execute_rowcount(statement) == 0:
+            raise NotFound(f"hero {hero_id} not found")
+        return await self.get(hero_id)
+
+    # --8<-- [end:atomic_increment]
 
     async def set_power_level(self, hero_id: uuid.UUID, power_id: int, level: int) -> HeroPower:
         """Grant a power, or change its level: the link row carries the extra column."""

@@ -143,6 +143,15 @@ async def restore_hero(hero_id: uuid.UUID, heroes: HeroServiceDep) -> Hero:
     return await heroes.restore(hero_id)
 
 
+@router.post("/{hero_id}/birthday", response_model=HeroPublic)
+async def celebrate_birthday(
+    hero_id: uuid.UUID, heroes: HeroServiceDep, response: Response
+) -> Hero:
+    hero = await heroes.celebrate_birthday(hero_id)
+    response.headers["ETag"] = etag(hero.version)
+    return hero
+
+
 @router.get("/{hero_id}/apprentices", response_model=list[HeroPublic])
 async def list_apprentices(hero_id: uuid.UUID, heroes: HeroServiceDep) -> list[Hero]:
     return list(await heroes.apprentices_of(hero_id))
