@@ -267,7 +267,7 @@ async def live_app(backend: Backend, engine: AsyncEngine) -> AsyncIterator[LiveA
 
     @asynccontextmanager
     async def start(**settings: Any) -> AsyncIterator[LiveApp]:
-        app = create_app(backend.settings().model_copy(update=settings))
+        app = create_app(Settings.model_validate(backend.settings().model_dump() | settings))
         app.include_router(pitfall_router)
         engines: list[AsyncEngine] = []
 

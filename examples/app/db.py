@@ -65,10 +65,11 @@ def configure_sqlite(engine: AsyncEngine, *, foreign_keys: bool = True) -> None:
         # transaction control, which breaks SAVEPOINT and rollback of DDL.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
+        # First, so the pragmas below wait for a lock too, instead of failing at once.
+        cursor.execute("PRAGMA busy_timeout=5000")
         # Off by default: ondelete would be ignored. (Migrations turn it off on purpose.)
         cursor.execute(f"PRAGMA foreign_keys={'ON' if foreign_keys else 'OFF'}")
         cursor.execute("PRAGMA journal_mode=WAL")  # readers don't block the writer
-        cursor.execute("PRAGMA busy_timeout=5000")  # wait for a lock instead of failing at once
         cursor.execute("PRAGMA case_sensitive_like=ON")  # LIKE is case-sensitive, as elsewhere
         cursor.close()
         # SQLite's lower() folds ASCII only; icontains on "É" needs a Unicode-aware one.

@@ -5,6 +5,7 @@ Imports nothing from the app.
 
 import json
 import re
+import socket
 from typing import Annotated, Any, Generic, TypeVar
 
 from annotated_types import Len
@@ -148,7 +149,7 @@ def add_error_handlers(app: FastAPI, *, retry_after_seconds: int = 1) -> None:
         return JSONResponse({"detail": str(error), "error": kind}, status_code=status)
 
     async def pool_exhausted(_request: Request, _error: Exception) -> JSONResponse:
-        # Every connection is busy: tell the client to come back instead of queueing forever.
+        # Every connection busy, or the database unreachable: the client should come back.
         return JSONResponse(
             {"detail": "the service is busy; retry shortly", "error": "Unavailable"},
             status_code=503,
@@ -158,7 +159,7 @@ def add_error_handlers(app: FastAPI, *, retry_after_seconds: int = 1) -> None:
     async def database_error(_request: Request, error: Exception) -> JSONResponse:
         # Never echo driver text (SQL, values, host names) to the client.
         if isinstance(error, DBAPIError):
-            if error.connection_invalidated:
+            if error.connection_invalidated or is_unreachable(error):
                 return await pool_exhausted(_request, error)
             if classify(error) is DatabaseError.STATEMENT_TIMEOUT:
                 return JSONResponse(
@@ -171,10 +172,23 @@ def add_error_handlers(app: FastAPI, *, retry_after_seconds: int = 1) -> None:
     for kind in STATUS:
         app.add_exception_handler(kind, service_error)
     app.add_exception_handler(PoolTimeoutError, pool_exhausted)
+    # Some drivers raise the socket error itself when the server is down (asyncpg on connect).
+    app.add_exception_handler(ConnectionError, pool_exhausted)
+    app.add_exception_handler(socket.gaierror, pool_exhausted)
     app.add_exception_handler(DBAPIError, database_error)
 
 
 # --8<-- [end:error_handlers]
+
+
+def is_unreachable(error: DBAPIError) -> bool:
+    """The server refused or dropped the connection (down, restarting, network)."""
+    cause: BaseException | None = error.orig
+    while cause is not None:
+        if isinstance(cause, OSError):
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return False
 
 
 def etag(version: int) -> str:

@@ -46,8 +46,10 @@ def configure(connection: Connection) -> None:
         # Server defaults compare reliably only on PostgreSQL (evaluated by the server).
         compare_server_default=connection.dialect.name == "postgresql",
         # PostgreSQL: one transaction per revision (ALTER TYPE ... ADD VALUE needs a commit).
-        # SQLite: one transaction for the whole run, so a concurrent run waits for all of it.
+        # SQLite: one transaction for the whole run, so a concurrent run waits for all of it;
+        # Alembic assumes SQLite DDL is not transactional, but with db.py's BEGIN it is.
         transaction_per_migration=connection.dialect.name == "postgresql",
+        transactional_ddl=connection.dialect.name != "mysql",
     )
 
 
