@@ -267,6 +267,7 @@ def test_url_create_needs_no_escaping() -> None:
 # ---------------------------------------------------------------- observability and routing
 
 
+@pytest.mark.usefixtures("engine")  # the tables
 async def test_slow_queries_are_logged_without_parameters(
     backend: Backend, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -284,6 +285,7 @@ async def test_slow_queries_are_logged_without_parameters(
 
 
 @pytest.mark.backends("postgresql", "mysql")  # SQLite has no replicas (and one writer)
+@pytest.mark.usefixtures("engine")  # the tables
 async def test_reads_go_to_the_replica_writes_to_the_primary(backend: Backend) -> None:
     settings = backend.settings()
     primary, replica = create_engine(settings), create_engine(settings)  # same db, two engines
@@ -312,3 +314,29 @@ async def test_pgbouncer_mode_keeps_no_connection_open(
         for _ in range(3):
             assert (await live.client.get("/heroes")).status_code == 200
         assert await server_sessions(backend, name) == []  # closed after every request
+
+
+@pytest.mark.usefixtures("engine")  # the tables
+async def test_opentelemetry_records_a_span_per_statement(backend: Backend) -> None:
+    # Without skip_dep_check the instrumentation refuses SQLAlchemy 2.1 and records nothing.
+    from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    engine = create_engine(backend.settings())
+    SQLAlchemyInstrumentor().instrument(
+        engine=engine.sync_engine, tracer_provider=provider, skip_dep_check=True
+    )
+    try:
+        async with engine.connect() as connection:
+            await connection.execute(select(Hero).where(Hero.name == "traced"))
+    finally:
+        SQLAlchemyInstrumentor().uninstrument()
+        await engine.dispose()
+    spans = exporter.get_finished_spans()
+    statements = [str((span.attributes or {}).get("db.statement")) for span in spans]
+    assert any("FROM hero" in statement for statement in statements), statements

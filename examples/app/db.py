@@ -176,3 +176,16 @@ def create_routing_session_factory(
 
 
 # --8<-- [end:read_replica]
+
+
+# --8<-- [start:opentelemetry]
+def trace_with_opentelemetry(engine: AsyncEngine) -> None:
+    """A span per statement (pip install ".[otel]"); exporters are configured by the app."""
+    from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
+
+    # The sync engine, as for events. skip_dep_check: the instrumentation (0.66b1) declares
+    # sqlalchemy < 2.1 and otherwise logs an error and instruments nothing, silently.
+    SQLAlchemyInstrumentor().instrument(engine=engine.sync_engine, skip_dep_check=True)
+
+
+# --8<-- [end:opentelemetry]

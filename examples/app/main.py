@@ -16,6 +16,7 @@ from examples.app.db import (
     create_engine,
     create_session_factory,
     log_slow_queries,
+    trace_with_opentelemetry,
 )
 from examples.app.settings import Settings
 from examples.servicebase.web import add_error_handlers
@@ -46,6 +47,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 # Start anyway: /health reports 503 until the database is back.
                 logger.warning("database unreachable at startup", exc_info=True)
             log_slow_queries(engine, settings.slow_query_ms)
+            if settings.opentelemetry:
+                trace_with_opentelemetry(engine)
             # Lifespan state: each request sees it as request.state.session_factory.
             yield {
                 "settings": settings,

@@ -29,6 +29,7 @@ class Settings(BaseSettings):
     statement_timeout_ms: int = 15_000  # the server cancels longer statements
     health_timeout: float = 2.0  # below pool_timeout: /health answers 503 quickly
     slow_query_ms: float = 500.0  # log statements slower than this
+    opentelemetry: bool = False  # spans for every statement (needs the otel extra)
 
     # Signs pagination cursors. Set it in production (and the same on every worker): the
     # random default makes cursors from another process or an earlier start invalid.
