@@ -1,8 +1,10 @@
 """The benchmark scripts stay runnable: a tiny run of each (timings are not checked here)."""
 
+import signal
+
 import pytest
 
-from benchmarks import page_with_total
+from benchmarks import load, page_with_total
 
 
 @pytest.mark.backends("postgresql")
@@ -18,3 +20,17 @@ async def test_page_with_total_runs_and_variants_agree() -> None:
             "advanced-alchemy",
             "FastCRUD",
         }
+
+
+@pytest.mark.backends("postgresql")
+@pytest.mark.usefixtures("backend")
+async def test_load_runs_without_errors_and_shuts_down_gracefully() -> None:
+    results = await load.main(clients=10, seconds=2, heroes=300, save_results=False)
+    assert results["requests"] > 0
+    assert results["errors"] == 0, results["first_errors"]
+    assert results["shutdown"] == {
+        "in_flight": 20,
+        "completed": 20,  # SIGTERM let every in-flight request finish
+        "exit_code": -signal.SIGTERM,  # uvicorn re-raises the signal after a clean shutdown
+        "clean_log": True,  # no traceback, no "Event loop is closed"
+    }

@@ -1,0 +1,179 @@
+"""Load the reference app under uvicorn on PostgreSQL, from concurrent clients on loopback.
+
+Reports requests/s, p50/p99 latency and errors, then stops the server with SIGTERM while requests
+are in flight and checks they all finish and the server exits cleanly.
+"""
+
+import asyncio
+import os
+import random
+import signal
+import socket
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from benchmarks.common import save, scratch_database
+from examples.app.db import create_engine, create_session_factory
+from examples.app.migrate import upgrade
+from examples.app.models import Hero, Team
+from examples.app.settings import Settings
+
+ROOT = Path(__file__).parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def seed(url: str, heroes: int) -> None:
+    await upgrade(url)
+    engine = create_engine(Settings(database_url=url))
+    async with create_session_factory(engine)() as session:
+        teams = [Team(name=f"team {i}", headquarters="HQ") for i in range(20)]
+        session.add_all(teams)
+        session.add_all(
+            Hero(name=f"hero {i}", secret_name=f"secret {i}", age=i % 90, team=teams[i % 20])
+            for i in range(heroes)
+        )
+        await session.commit()
+    await engine.dispose()
+
+
+async def wait_until_healthy(client: httpx.AsyncClient, server: asyncio.subprocess.Process) -> None:
+    for _ in range(100):
+        if server.returncode is not None:
+            raise SystemExit("the server exited during startup")
+        try:
+            if (await client.get("/health")).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        await asyncio.sleep(0.1)
+    raise SystemExit("the server did not become healthy")
+
+
+async def one_request(client: httpx.AsyncClient, hero_ids: list[str]) -> httpx.Response:
+    roll = random.random()
+    if roll < 0.6:
+        age = random.randrange(80)
+        return await client.get("/heroes", params={"age__gte": age, "sort": "age", "limit": 20})
+    hero_id = random.choice(hero_ids)
+    if roll < 0.8:
+        return await client.get(f"/heroes/{hero_id}")
+    return await client.post(f"/heroes/{hero_id}/birthday")
+
+
+async def drive(base_url: str, clients: int, seconds: float) -> dict[str, Any]:
+    latencies: list[float] = []
+    errors: list[str] = []
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=30) as client:
+        page = (await client.get("/heroes", params={"limit": 100})).json()
+        hero_ids = [hero["id"] for hero in page["items"]]
+        deadline = time.perf_counter() + seconds
+
+        async def worker() -> None:
+            while time.perf_counter() < deadline:
+                started = time.perf_counter()
+                try:
+                    response = await one_request(client, hero_ids)
+                    if response.status_code >= 400:
+                        errors.append(f"{response.status_code} {response.text[:100]}")
+                except httpx.HTTPError as error:
+                    errors.append(repr(error))
+                latencies.append(time.perf_counter() - started)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(clients)))
+        elapsed = time.perf_counter() - started
+    quantiles = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else [0.0] * 99
+    return {
+        "clients": clients,
+        "seconds": round(elapsed, 1),
+        "requests": len(latencies),
+        "requests_per_second": round(len(latencies) / elapsed, 1),
+        "p50_ms": round(quantiles[49] * 1000, 1),
+        "p99_ms": round(quantiles[98] * 1000, 1),
+        "errors": len(errors),
+        "first_errors": errors[:5],
+    }
+
+
+async def graceful_shutdown(base_url: str, server: asyncio.subprocess.Process) -> dict[str, Any]:
+    """SIGTERM while 20 exports stream: they must all finish, and the server exit cleanly."""
+    async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
+        in_flight = [asyncio.create_task(client.get("/heroes/export")) for _ in range(20)]
+        await asyncio.sleep(0.05)
+        server.send_signal(signal.SIGTERM)
+        responses = await asyncio.gather(*in_flight, return_exceptions=True)
+    completed = [r for r in responses if isinstance(r, httpx.Response) and r.status_code == 200]
+    return {"in_flight": len(in_flight), "completed": len(completed)}
+
+
+async def main(
+    clients: int = 50, seconds: float = 20.0, heroes: int = 2000, *, save_results: bool = True
+) -> dict[str, Any]:
+    async with scratch_database("postgresql") as url:
+        database_url = url.render_as_string(hide_password=False)
+        print(f"seeding {heroes} heroes ...")
+        await seed(database_url, heroes)
+        port = free_port()
+        environment = {
+            **os.environ,
+            "DATABASE_URL": database_url,
+            "POOL_SIZE": "10",
+            "MAX_OVERFLOW": "10",
+        }
+        server = await asyncio.create_subprocess_exec(
+            *[
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "--factory",
+                "examples.app.main:create_app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--log-level",
+                "warning",
+                "--timeout-graceful-shutdown",
+                "10",
+            ],
+            cwd=ROOT,
+            env=environment,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        base_url = f"http://127.0.0.1:{port}"
+        try:
+            async with httpx.AsyncClient(base_url=base_url) as probe:
+                await wait_until_healthy(probe, server)
+            print(f"{clients} clients for {seconds:.0f} s against {base_url} ...")
+            results = await drive(base_url, clients, seconds)
+            results["shutdown"] = await graceful_shutdown(base_url, server)
+            _, stderr = await asyncio.wait_for(server.communicate(), timeout=30)
+        finally:
+            if server.returncode is None:
+                server.kill()
+                await server.wait()
+        log = stderr.decode(errors="replace")
+        results["shutdown"] |= {
+            # uvicorn re-raises SIGTERM once it has shut down gracefully: -15 is a clean exit.
+            "exit_code": server.returncode,
+            "clean_log": "Traceback" not in log and "Event loop is closed" not in log,
+        }
+    print(
+        f"  {results['requests_per_second']} requests/s, p50 {results['p50_ms']} ms, "
+        f"p99 {results['p99_ms']} ms, {results['errors']} errors; shutdown: "
+        f"{results['shutdown']}"
+    )
+    if save_results:
+        print(f"saved {save('load', 'postgresql', results)}")
+    return results
