@@ -226,7 +226,8 @@ async def client(backend: Backend, session: AsyncSession) -> AsyncIterator[Async
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
     report = yield
     callspec = getattr(item, "callspec", None)
-    report.backend = callspec.params.get("backend", "-") if callspec else "-"
+    backend = callspec.params.get("backend") if callspec else None
+    report.backend = backend if isinstance(backend, str) else "-"  # NOTSET: no backend selected
     return report
 
 

@@ -30,6 +30,8 @@ def create_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
             "application_name": settings.application_name,
             "statement_timeout": str(settings.statement_timeout_ms),
         }
+        # Client-side backstop when the server can't answer at all (network stall).
+        connect_args["command_timeout"] = settings.statement_timeout_ms / 1000 + 5
         if settings.pgbouncer:  # no pool of our own, no server-side prepared statement cache
             options["poolclass"] = NullPool
             connect_args["statement_cache_size"] = 0
