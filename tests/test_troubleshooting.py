@@ -1,0 +1,118 @@
+"""Reproductions for references/troubleshooting.md entries not covered by other tests."""
+
+import gc
+import warnings
+from typing import Any, Optional
+
+import pytest
+import sqlalchemy as sa
+from alembic import command
+from alembic.util import CommandError
+from fastapi import FastAPI, Request
+from httpx import ASGITransport, AsyncClient
+from sqlalchemy import event
+from sqlalchemy.exc import InvalidRequestError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.orm import registry
+from sqlmodel import Field, Relationship, SQLModel, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from examples.app.migrate import alembic_config, migration_engine
+from examples.app.models import Hero
+from tests.conftest import Backend
+
+
+async def test_asyncclient_app_argument_is_gone() -> None:
+    with pytest.raises(TypeError, match="unexpected keyword argument 'app'"):
+        AsyncClient(app=FastAPI())  # type: ignore[call-arg]
+
+
+def test_event_listeners_on_the_async_engine_fail() -> None:
+    engine = create_async_engine("sqlite+aiosqlite:///:memory:")
+    with pytest.raises(NotImplementedError, match="asynchronous events are not implemented"):
+        event.listen(engine, "connect", lambda *args: None)
+
+
+async def test_without_the_lifespan_there_is_no_state() -> None:
+    app = FastAPI(lifespan=None)
+
+    @app.get("/")
+    async def read(request: Request) -> Any:
+        return request.state.session_factory
+
+    async with AsyncClient(transport=ASGITransport(app=app), base_url="http://test") as client:
+        with pytest.raises(AttributeError, match="'State' object has no attribute"):
+            await client.get("/")
+
+
+def test_statikpool_memory_database_takes_no_pool_size() -> None:
+    with pytest.raises(TypeError, match="Invalid argument\\(s\\) 'pool_size'"):
+        create_async_engine("sqlite+aiosqlite:///:memory:", pool_size=5)
+
+
+def test_a_percent_in_the_url_breaks_alembic_config() -> None:
+    config = alembic_config()
+    with pytest.raises(ValueError, match="invalid interpolation syntax"):
+        config.set_main_option("sqlalchemy.url", "postgresql+asyncpg://app:p%40ss@db/app")
+
+
+async def test_alembic_check_needs_a_database_at_head(empty_database_url: str) -> None:
+    engine = migration_engine(empty_database_url)
+    try:
+        async with engine.connect() as connection:
+
+            def check(sync_connection: sa.Connection) -> None:
+                command.check(alembic_config(connection=sync_connection))
+
+            with pytest.raises(CommandError, match="Target database is not up to date"):
+                await connection.run_sync(check)
+    finally:
+        await engine.dispose()
+
+
+# env.py's un-run coroutine is collected here, where the warning belongs.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+@pytest.mark.filterwarnings("ignore:coroutine .* was never awaited:RuntimeWarning")
+async def test_alembic_commands_cannot_start_their_own_loop_inside_one() -> None:
+    config = alembic_config(database_url="sqlite+aiosqlite:///:memory:")
+    with pytest.raises(RuntimeError, match="cannot be called from a running event loop"):
+        command.upgrade(config, "head")
+    gc.collect()
+
+
+def test_a_quoted_union_annotation_is_not_resolved() -> None:
+    isolated = registry(metadata=sa.MetaData())
+
+    class Base(SQLModel, registry=isolated):
+        pass
+
+    class Node(Base, table=True):
+        id: int | None = Field(default=None, primary_key=True)
+        parent_id: int | None = Field(default=None, foreign_key="node.id")
+        parent: "Node | None" = Relationship(  # the pitfall; Optional["Node"] works
+            sa_relationship_kwargs={"remote_side": "Node.id"}
+        )
+
+    with pytest.raises(InvalidRequestError, match="failed to locate a name"):
+        isolated.configure()
+    assert Optional  # the fix, for the reader
+
+
+@pytest.mark.backends("postgresql")
+async def test_a_new_enum_value_is_unusable_before_commit(engine: AsyncEngine) -> None:
+    async with engine.connect() as connection:
+        await connection.exec_driver_sql("CREATE TYPE mood AS ENUM ('calm')")
+        await connection.exec_driver_sql("ALTER TYPE mood ADD VALUE 'angry'")
+        with pytest.raises(sa.exc.DBAPIError, match="unsafe use of new value"):
+            await connection.exec_driver_sql("SELECT 'angry'::mood")
+        await connection.rollback()
+
+
+async def test_session_execute_is_deprecated_on_sqlmodel_sessions(
+    session: AsyncSession, backend: Backend
+) -> None:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        await session.execute(select(Hero))  # the SQLAlchemy API; SQLModel wants exec()
+    assert any(issubclass(w.category, DeprecationWarning) for w in caught)
+    assert backend.name
