@@ -122,3 +122,21 @@ def test_long_references_start_with_a_table_of_contents(doc: Path) -> None:
     assert toc, f"{rel(doc)}: over 100 lines, needs a '## Contents' list of #links in 30 lines"
     missing = sorted(set(toc) - {f"#{a}" for a in github_anchors(doc)})
     assert not missing, f"{rel(doc)}: contents links without a matching heading: {missing}"
+
+
+TROUBLESHOOTING = ROOT / "references" / "troubleshooting.md"
+TEST_REFERENCE = re.compile(r"^Test: `(?P<path>tests/[\w/]+\.py)::(?P<name>\w+)`$", re.MULTILINE)
+
+
+def test_every_troubleshooting_entry_names_a_test_that_exists() -> None:
+    text = TROUBLESHOOTING.read_text(encoding="utf-8")
+    entries = text.count("\n**")
+    references = TEST_REFERENCE.findall(text)
+    assert entries >= 30
+    assert len(references) == entries, "every entry ends with its Test: line"
+    missing = []
+    for path, name in references:
+        source = (ROOT / path).read_text(encoding="utf-8") if (ROOT / path).exists() else ""
+        if not re.search(rf"^(async )?def {name}\(", source, re.MULTILINE):
+            missing.append(f"{path}::{name}")
+    assert not missing, missing
