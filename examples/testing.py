@@ -5,6 +5,7 @@ counting_statements: assert how many queries a block sends (N+1 detection).
 app_client: an HTTP client for the app with its lifespan running, its sessions on the test's.
 """
 
+import itertools
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from examples.app.api.deps import get_session_factory
+from examples.app.schemas import HeroCreate
 
 
 # --8<-- [start:rolled_back_session]
@@ -79,6 +81,21 @@ def counting_statements(engine: AsyncEngine) -> Iterator[StatementLog]:
 
 
 # --8<-- [end:counting_statements]
+
+
+# --8<-- [start:factory]
+_sequence = itertools.count(1)
+
+
+def hero_data(**overrides: Any) -> HeroCreate:
+    """Valid input with unique values; a test states only what it is about."""
+    n = next(_sequence)
+    return HeroCreate.model_validate(
+        {"name": f"hero {n}", "secret_name": f"secret {n}", **overrides}
+    )
+
+
+# --8<-- [end:factory]
 
 
 # --8<-- [start:app_client]

@@ -11,9 +11,9 @@ from sqlmodel import func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from examples.app.db import create_session_factory
-from examples.app.models import Team
+from examples.app.models import Hero, Team
 from examples.app.settings import Settings
-from examples.testing import counting_statements, rolled_back_session
+from examples.testing import counting_statements, hero_data, rolled_back_session
 from tests.conftest import Backend
 
 
@@ -115,3 +115,11 @@ async def test_request_uses_the_session_dependency(
     response = await client.get("/teams")
     assert response.status_code == 200
     assert [team["name"] for team in response.json()["items"]] == ["Preventers"]
+
+
+async def test_factory_makes_valid_unique_rows(session: AsyncSession) -> None:
+    first, second = hero_data(age=30), hero_data()
+    assert first.secret_name != second.secret_name
+    assert first.age == 30
+    session.add_all([Hero.model_validate(first), Hero.model_validate(second)])
+    await session.flush()
