@@ -140,3 +140,14 @@ def test_every_troubleshooting_entry_names_a_test_that_exists() -> None:
         if not re.search(rf"^(async )?def {name}\(", source, re.MULTILINE):
             missing.append(f"{path}::{name}")
     assert not missing, missing
+
+
+def test_tests_named_in_the_references_exist() -> None:
+    defined = set()
+    for path in (ROOT / "tests").glob("*.py"):
+        defined |= set(re.findall(r"^(?:async )?def (test_\w+)\(", path.read_text(), re.MULTILINE))
+    named = set()
+    for path in [SKILL, *REFERENCES]:
+        named |= set(re.findall(r"`(test_\w+)`", path.read_text(encoding="utf-8")))
+    assert named, "the references name the tests that prove them"
+    assert not named - defined, sorted(named - defined)
