@@ -151,3 +151,13 @@ def test_tests_named_in_the_references_exist() -> None:
         named |= set(re.findall(r"`(test_\w+)`", path.read_text(encoding="utf-8")))
     assert named, "the references name the tests that prove them"
     assert not named - defined, sorted(named - defined)
+
+
+def test_skill_md_is_a_short_self_sufficient_guide() -> None:
+    _, body = parse_frontmatter(SKILL.read_text(encoding="utf-8"))
+    assert len(body.splitlines()) <= 250
+    assert "http://" not in body
+    assert "https://" not in body
+    assert "README" not in body  # installers drop README.md
+    for reference in REFERENCES:  # every reference is reachable from the router
+        assert f"(references/{reference.name})" in body, reference.name
