@@ -7,12 +7,14 @@ database there. Install the compared libraries with `pip install -e ".[bench,pos
 import argparse
 import asyncio
 
-from benchmarks import load, page_with_total
+from benchmarks import load, page_with_total, scenarios
+from benchmarks.common import save, scratch_database
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
-    parser.add_argument("scenario", choices=["page-with-total", "load"])
+    parser.add_argument("scenario", choices=["orm", "page-with-total", "load"])
+    parser.add_argument("--db", choices=["sqlite", "postgresql", "mysql"], default="postgresql")
     parser.add_argument("--rows", type=int, default=100_000, help="rows to load (default 100000)")
     parser.add_argument("--repetitions", type=int, default=200, help="interleaved rounds")
     parser.add_argument("--clients", type=int, default=50, help="load: concurrent clients")
@@ -20,12 +22,23 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a smoke run of a few seconds")
     args = parser.parse_args()
     rows, repetitions = (5_000, 5) if args.quick else (args.rows, args.repetitions)
-    if args.scenario == "page-with-total":
+    if args.scenario == "orm":
+        asyncio.run(orm(args.db, quick=args.quick))
+    elif args.scenario == "page-with-total":
         asyncio.run(page_with_total.main(rows, repetitions, save_results=not args.quick))
     elif args.quick:
         asyncio.run(load.main(clients=10, seconds=2, heroes=300, save_results=False))
     else:
         asyncio.run(load.main(clients=args.clients, seconds=args.seconds))
+
+
+async def orm(backend: str, *, quick: bool) -> None:
+    async with scratch_database(backend) as url:
+        results = await scenarios.run_all(
+            backend, url.render_as_string(hide_password=False), quick=quick
+        )
+    if not quick:
+        print(f"saved {save('orm', backend, results)}")
 
 
 if __name__ == "__main__":

@@ -4,7 +4,8 @@ import signal
 
 import pytest
 
-from benchmarks import load, page_with_total
+from benchmarks import load, page_with_total, scenarios
+from tests.conftest import Backend
 
 
 @pytest.mark.backends("postgresql")
@@ -34,3 +35,12 @@ async def test_load_runs_without_errors_and_shuts_down_gracefully() -> None:
         "exit_code": -signal.SIGTERM,  # uvicorn re-raises the signal after a clean shutdown
         "clean_log": True,  # no traceback, no "Event loop is closed"
     }
+
+
+async def test_orm_scenarios_run(backend: Backend, empty_database_url: str) -> None:
+    results = await scenarios.run_all(backend.name, empty_database_url, quick=True)
+    relationships = results["relationships"]
+    assert relationships["selectinload"]["statements"] == 2
+    assert relationships["lazy (awaitable_attrs, N+1)"]["statements"] == 1 + 20  # one per parent
+    assert set(results["bulk_insert"]) >= {"add_all + flush", "ORM bulk insert(), list of dicts"}
+    assert "offset, page 20" in results["pagination"]
