@@ -111,7 +111,16 @@ def after(keys: Sequence[SortKey], values: Sequence[Any], reverse: bool = False)
         beyond = _beyond(key, values[i], reverse)
         if beyond is not None:
             alternatives.append(sa.and_(*equal_before, beyond))
-    return sa.or_(*alternatives) if alternatives else sa.false()
+    if not alternatives:
+        return sa.false()
+    condition = sa.or_(*alternatives)
+    first, value = keys[0], values[0]
+    if not first.nullable and value is not None:
+        # Redundant, but an index range scan needs it: the OR alone makes the database
+        # read from the start of the index (page 1000 took 4.6x page 1 without it).
+        bound = first.column <= value if first.descending != reverse else first.column >= value
+        condition = sa.and_(bound, condition)
+    return condition
 
 
 def _equal(column: Any, value: Any) -> Any:
