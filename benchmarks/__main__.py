@@ -13,7 +13,7 @@ from benchmarks.common import save, scratch_database
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
-    parser.add_argument("scenario", choices=["orm", "page-with-total", "load"])
+    parser.add_argument("scenario", choices=["orm", "page-with-total", "load", "http"])
     parser.add_argument("--db", choices=["sqlite", "postgresql", "mysql"], default="postgresql")
     parser.add_argument("--rows", type=int, default=100_000, help="rows to load (default 100000)")
     parser.add_argument("--repetitions", type=int, default=200, help="interleaved rounds")
@@ -26,6 +26,11 @@ def main() -> None:
         asyncio.run(orm(args.db, quick=args.quick))
     elif args.scenario == "page-with-total":
         asyncio.run(page_with_total.main(rows, repetitions, save_results=not args.quick))
+    elif args.scenario == "http":
+        if args.quick:
+            asyncio.run(load.compare_http(clients=10, seconds=2, heroes=300, save_results=False))
+        else:
+            asyncio.run(load.compare_http(clients=args.clients, seconds=args.seconds))
     elif args.quick:
         asyncio.run(load.main(clients=10, seconds=2, heroes=300, save_results=False))
     else:

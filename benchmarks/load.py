@@ -70,20 +70,30 @@ async def one_request(client: httpx.AsyncClient, hero_ids: list[str]) -> httpx.R
     return await client.post(f"/heroes/{hero_id}/birthday")
 
 
-async def drive(base_url: str, clients: int, seconds: float) -> dict[str, Any]:
+RequestFn = Any  # (client, hero_ids) -> Awaitable[httpx.Response]
+
+
+async def list_page(client: httpx.AsyncClient, _hero_ids: list[str]) -> httpx.Response:
+    """The HTTP comparison: a 20-row offset page with its total, the same on both apps."""
+    return await client.get("/heroes", params={"offset": random.randrange(0, 200), "limit": 20})
+
+
+async def drive(
+    base_url: str, clients: int, seconds: float, request: RequestFn = one_request
+) -> dict[str, Any]:
     latencies: list[float] = []
     errors: list[str] = []
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=30) as client:
         page = (await client.get("/heroes", params={"limit": 100})).json()
-        hero_ids = [hero["id"] for hero in page["items"]]
+        hero_ids = [hero["id"] for hero in page.get("items", page.get("data", []))]
         deadline = time.perf_counter() + seconds
 
         async def worker() -> None:
             while time.perf_counter() < deadline:
                 started = time.perf_counter()
                 try:
-                    response = await one_request(client, hero_ids)
+                    response = await request(client, hero_ids)
                     if response.status_code >= 400:
                         errors.append(f"{response.status_code} {response.text[:100]}")
                 except httpx.HTTPError as error:
@@ -176,4 +186,70 @@ async def main(
     )
     if save_results:
         print(f"saved {save('load', 'postgresql', results)}")
+    return results
+
+
+async def start_server(factory: str, database_url: str) -> tuple[asyncio.subprocess.Process, str]:
+    port = free_port()
+    environment = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "POOL_SIZE": "10",
+        "MAX_OVERFLOW": "10",
+    }
+    server = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "--factory",
+        factory,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+        cwd=ROOT,
+        env=environment,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    base_url = f"http://127.0.0.1:{port}"
+    async with httpx.AsyncClient(base_url=base_url) as probe:
+        await wait_until_healthy(probe, server)
+    return server, base_url
+
+
+async def compare_http(
+    clients: int = 50, seconds: float = 20.0, heroes: int = 2000, *, save_results: bool = True
+) -> dict[str, Any]:
+    """The reference app's list endpoint vs FastCRUD's generated one: same table, same server."""
+    results: dict[str, Any] = {"clients": clients, "seconds": seconds}
+    apps = {
+        "reference app": "examples.app.main:create_app",
+        "FastCRUD crud_router": "benchmarks.fastcrud_app:create_app",
+    }
+    async with scratch_database("postgresql") as url:
+        database_url = url.render_as_string(hide_password=False)
+        await seed(database_url, heroes)
+        for name, factory in apps.items():
+            server, base_url = await start_server(factory, database_url)
+            try:
+                results[name] = await drive(base_url, clients, seconds, list_page)
+            finally:
+                server.terminate()
+                await server.wait()
+    ours, theirs = results["reference app"], results["FastCRUD crud_router"]
+    print(f"\nGET /heroes?offset&limit=20, {clients} clients, {seconds:.0f} s each")
+    for name in apps:
+        row = results[name]
+        print(
+            f"  {name:<22} {row['requests_per_second']:>8} req/s  p99 {row['p99_ms']} ms  "
+            f"{row['errors']} errors"
+        )
+    results["throughput_ratio"] = round(
+        ours["requests_per_second"] / theirs["requests_per_second"], 2
+    )
+    print(f"  reference app / FastCRUD requests/s: {results['throughput_ratio']}")
+    if save_results:
+        print(f"saved {save('http', 'postgresql', results)}")
     return results

@@ -44,3 +44,12 @@ async def test_orm_scenarios_run(backend: Backend, empty_database_url: str) -> N
     assert relationships["lazy (awaitable_attrs, N+1)"]["statements"] == 1 + 20  # one per parent
     assert set(results["bulk_insert"]) >= {"add_all + flush", "ORM bulk insert(), list of dicts"}
     assert "offset, page 20" in results["pagination"]
+
+
+@pytest.mark.backends("postgresql")
+@pytest.mark.usefixtures("backend")
+async def test_http_comparison_runs_without_errors() -> None:
+    results = await load.compare_http(clients=5, seconds=1, heroes=100, save_results=False)
+    for app in ("reference app", "FastCRUD crud_router"):
+        assert results[app]["requests"] > 0
+        assert results[app]["errors"] == 0, results[app]["first_errors"]
