@@ -134,37 +134,10 @@ async def main(
         database_url = url.render_as_string(hide_password=False)
         print(f"seeding {heroes} heroes ...")
         await seed(database_url, heroes)
-        port = free_port()
-        environment = {
-            **os.environ,
-            "DATABASE_URL": database_url,
-            "POOL_SIZE": "10",
-            "MAX_OVERFLOW": "10",
-        }
-        server = await asyncio.create_subprocess_exec(
-            *[
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "--factory",
-                "examples.app.main:create_app",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--log-level",
-                "warning",
-                "--timeout-graceful-shutdown",
-                "10",
-            ],
-            cwd=ROOT,
-            env=environment,
-            stderr=asyncio.subprocess.PIPE,
+        server, base_url = await start_server(
+            "examples.app.main:create_app", database_url, capture_log=True
         )
-        base_url = f"http://127.0.0.1:{port}"
         try:
-            async with httpx.AsyncClient(base_url=base_url) as probe:
-                await wait_until_healthy(probe, server)
             print(f"{clients} clients for {seconds:.0f} s against {base_url} ...")
             results = await drive(base_url, clients, seconds)
             results["shutdown"] = await graceful_shutdown(base_url, server)
@@ -189,29 +162,20 @@ async def main(
     return results
 
 
-async def start_server(factory: str, database_url: str) -> tuple[asyncio.subprocess.Process, str]:
+async def start_server(
+    factory: str, database_url: str, *, capture_log: bool = False
+) -> tuple[asyncio.subprocess.Process, str]:
+    """uvicorn with one worker and a pool of 10 + 10, serving the app factory on loopback."""
     port = free_port()
-    environment = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "POOL_SIZE": "10",
-        "MAX_OVERFLOW": "10",
-    }
+    environment = {**os.environ, "DATABASE_URL": database_url, "POOL_SIZE": "10"}
+    environment["MAX_OVERFLOW"] = "10"
+    command = [sys.executable, "-m", "uvicorn", "--factory", factory, "--host", "127.0.0.1"]
+    command += ["--port", str(port), "--log-level", "warning", "--timeout-graceful-shutdown", "10"]
     server = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "--factory",
-        factory,
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--log-level",
-        "warning",
+        *command,
         cwd=ROOT,
         env=environment,
-        stderr=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE if capture_log else asyncio.subprocess.DEVNULL,
     )
     base_url = f"http://127.0.0.1:{port}"
     async with httpx.AsyncClient(base_url=base_url) as probe:
