@@ -103,11 +103,15 @@ class ServiceBase(Generic[ModelT, CreateT, UpdateT]):
         return [self._deleted.is_(None)]
 
     def _where(self, filter: Any, include_deleted: bool) -> list[sa.ColumnElement[bool]]:
-        node = filter if isinstance(filter, Node) else self.filters.parse(filter)
+        node = self._node(filter)
         clauses = self._scope(include_deleted)
         if node is not None:
             clauses.append(self.filters.compile(node))
         return clauses
+
+    def _node(self, filter: Any) -> Node | None:
+        """A parsed, validated filter: a client's JSON tree, or a Node built in code."""
+        return filter if isinstance(filter, Node) else self.filters.parse(filter)
 
     def _options(self, load: Sequence[str]) -> list[ORMOption]:
         unknown = [name for name in load if name not in self.loaders]
@@ -238,9 +242,6 @@ class ServiceBase(Generic[ModelT, CreateT, UpdateT]):
         return Page([row[0] for row in rows], total_count, limit, offset)
 
     # --8<-- [end:page]
-
-    def _node(self, filter: Any) -> Node | None:
-        return filter if isinstance(filter, Node) else self.filters.parse(filter)
 
     # --8<-- [start:page_by_cursor]
     async def page_by_cursor(
