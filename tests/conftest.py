@@ -39,7 +39,7 @@ from examples.app.models import Hero, HeroPower, Power, Team
 from examples.app.settings import Settings
 from examples.pitfalls import pitfall_router
 from examples.servicebase.transactions import unit_of_work
-from examples.testing import app_client, counting_statements, rolled_back_session
+from examples.testing import app_client, rolled_back_session
 
 BACKENDS = ("sqlite", "postgresql", "mysql")
 SERVER_URL_ENV = {"postgresql": "TEST_POSTGRES_URL", "mysql": "TEST_MYSQL_URL"}
@@ -195,15 +195,6 @@ async def engine(backend: Backend) -> AsyncIterator[AsyncEngine]:
 async def session(engine: AsyncEngine) -> AsyncIterator[AsyncSession]:
     async with rolled_back_session(engine) as test_session:
         yield test_session
-
-
-# ---------------------------------------------------------------- statement counting
-
-
-@pytest.fixture
-def count_statements(engine: AsyncEngine) -> Callable[[], Any]:
-    """Usage: `with count_statements() as log: ...; assert log.count == 2`."""
-    return lambda: counting_statements(engine)
 
 
 # ---------------------------------------------------------------- HTTP

@@ -1,12 +1,9 @@
 """references/database-setup.md: settings, engine, SQLite pragmas, session factory, lifespan."""
 
-import gc
-
 import pytest
 from httpx import AsyncClient
 from sqlalchemy import delete, text
-from sqlalchemy.exc import MissingGreenlet
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -74,25 +71,6 @@ async def test_session_factory_keeps_attributes_after_commit(engine: AsyncEngine
         assert team.id is not None
     finally:
         async with session_factory() as session:
-            await session.exec(delete(Team))
-            await session.commit()
-
-
-# The failed lazy load leaves an un-awaited driver coroutine behind (pool pre-ping); collect it
-# inside this test so the warning it causes is attributed here and not to the next test.
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
-async def test_default_expire_on_commit_raises_missing_greenlet(engine: AsyncEngine) -> None:
-    expiring_factory = async_sessionmaker(engine, class_=AsyncSession)  # expire_on_commit=True
-    try:
-        async with expiring_factory() as session:
-            team = Team(name="Preventers", headquarters="Sharp Tower")
-            session.add(team)
-            await session.commit()
-            with pytest.raises(MissingGreenlet, match="greenlet_spawn has not been called"):
-                _ = team.name
-            gc.collect()
-    finally:
-        async with expiring_factory() as session:
             await session.exec(delete(Team))
             await session.commit()
 

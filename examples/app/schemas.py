@@ -75,10 +75,6 @@ class HeroPublicWithTeam(HeroPublic):
     team: TeamPublic | None
 
 
-class HeroPublicWithPowers(HeroPublic):
-    power_links: list[HeroPowerPublic]
-
-
 class HeroDetail(HeroPublic):
     team: TeamPublic | None
     power_links: list[HeroPowerPublic]

@@ -148,7 +148,7 @@ def add_error_handlers(app: FastAPI, *, retry_after_seconds: int = 1) -> None:
         kind = type(error).__name__
         return JSONResponse({"detail": str(error), "error": kind}, status_code=status)
 
-    async def pool_exhausted(_request: Request, _error: Exception) -> JSONResponse:
+    async def unavailable(_request: Request, _error: Exception) -> JSONResponse:
         # Every connection busy, or the database unreachable: the client should come back.
         return JSONResponse(
             {"detail": "the service is busy; retry shortly", "error": "Unavailable"},
@@ -160,7 +160,7 @@ def add_error_handlers(app: FastAPI, *, retry_after_seconds: int = 1) -> None:
         # Never echo driver text (SQL, values, host names) to the client.
         if isinstance(error, DBAPIError):
             if error.connection_invalidated or is_unreachable(error):
-                return await pool_exhausted(_request, error)
+                return await unavailable(_request, error)
             if classify(error) is DatabaseError.STATEMENT_TIMEOUT:
                 return JSONResponse(
                     {"detail": "the database took too long; retry later", "error": "Timeout"},
@@ -171,10 +171,10 @@ def add_error_handlers(app: FastAPI, *, retry_after_seconds: int = 1) -> None:
 
     for kind in STATUS:
         app.add_exception_handler(kind, service_error)
-    app.add_exception_handler(PoolTimeoutError, pool_exhausted)
+    app.add_exception_handler(PoolTimeoutError, unavailable)
     # Some drivers raise the socket error itself when the server is down (asyncpg on connect).
-    app.add_exception_handler(ConnectionError, pool_exhausted)
-    app.add_exception_handler(socket.gaierror, pool_exhausted)
+    app.add_exception_handler(ConnectionError, unavailable)
+    app.add_exception_handler(socket.gaierror, unavailable)
     app.add_exception_handler(DBAPIError, database_error)
 
 

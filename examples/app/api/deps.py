@@ -40,16 +40,20 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
 # --8<-- [start:service_dependencies]
+def cursor_secret(settings: Settings) -> bytes:
+    return settings.cursor_secret.get_secret_value().encode()
+
+
 def get_hero_service(session: SessionDep, settings: SettingsDep) -> HeroService:
-    return HeroService(session, cursor_secret=settings.cursor_secret.get_secret_value().encode())
+    return HeroService(session, cursor_secret=cursor_secret(settings))
 
 
 def get_team_service(session: SessionDep, settings: SettingsDep) -> TeamService:
-    return TeamService(session, cursor_secret=settings.cursor_secret.get_secret_value().encode())
+    return TeamService(session, cursor_secret=cursor_secret(settings))
 
 
 def get_power_service(session: SessionDep, settings: SettingsDep) -> PowerService:
-    return PowerService(session, cursor_secret=settings.cursor_secret.get_secret_value().encode())
+    return PowerService(session, cursor_secret=cursor_secret(settings))
 
 
 HeroServiceDep = Annotated[HeroService, Depends(get_hero_service)]
