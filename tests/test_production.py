@@ -4,6 +4,8 @@ import asyncio
 import logging
 import secrets
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
@@ -11,16 +13,17 @@ from asgi_lifespan import LifespanManager
 from httpx import ASGITransport, AsyncClient
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 from sqlalchemy.pool import NullPool
-from sqlmodel import select
+from sqlmodel import col, delete, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from examples.app.api.deps import SessionDep
 from examples.app.db import create_engine, create_routing_session_factory, log_slow_queries
 from examples.app.main import create_app
 from examples.app.models import Hero
 from examples.app.settings import Settings, postgres_url
-from examples.testing import counting_statements
+from examples.testing import StatementLog, counting_statements
 from tests.conftest import Backend, LiveApp, LiveAppFactory
 
 
@@ -284,24 +287,78 @@ async def test_slow_queries_are_logged_without_parameters(
     assert not any("Secret Identity 42" in m for m in messages)
 
 
-@pytest.mark.backends("postgresql", "mysql")  # SQLite has no replicas (and one writer)
-@pytest.mark.usefixtures("engine")  # the tables
-async def test_reads_go_to_the_replica_writes_to_the_primary(backend: Backend) -> None:
+RoutingLogs = tuple[async_sessionmaker[AsyncSession], StatementLog, StatementLog]
+
+
+@asynccontextmanager
+async def routed(backend: Backend) -> AsyncIterator[RoutingLogs]:
+    """A routing session factory over two engines on the same database, each one's statements
+    recorded: (factory, primary's log, replica's log)."""
     settings = backend.settings()
-    primary, replica = create_engine(settings), create_engine(settings)  # same db, two engines
-    factory = create_routing_session_factory(primary, replica)
+    primary, replica = create_engine(settings), create_engine(settings)
     try:
-        with counting_statements(primary) as writes, counting_statements(replica) as reads:
-            async with factory() as session:
-                await session.exec(select(Hero).limit(1))
-                session.add(Hero(name="Routed", secret_name=f"r{secrets.token_hex(3)}"))
-                await session.flush()  # INSERT ... RETURNING is a write even though it returns
-                await session.rollback()
-        assert [s.split()[0] for s in reads.statements] == ["SELECT"]
-        assert writes.statements[0].split()[0] == "INSERT"
+        with counting_statements(primary) as on_primary, counting_statements(replica) as on_replica:
+            yield create_routing_session_factory(primary, replica), on_primary, on_replica
     finally:
         await primary.dispose()
         await replica.dispose()
+
+
+def verbs(log: StatementLog) -> list[str]:
+    return [statement.split()[0] for statement in log.statements]
+
+
+# SQLite has no replicas (and one writer: two engines on one file wait for each other's lock).
+@pytest.mark.backends("postgresql", "mysql")
+@pytest.mark.usefixtures("engine")  # the tables
+async def test_plain_reads_go_to_the_replica_locks_to_the_primary(backend: Backend) -> None:
+    async with routed(backend) as (factory, on_primary, on_replica), factory() as session:
+        await session.exec(select(Hero).limit(1))
+        assert (verbs(on_primary), verbs(on_replica)) == ([], ["SELECT"])
+        await session.exec(select(Hero).limit(1).with_for_update())
+        assert "FOR UPDATE" in on_primary.statements[-1]
+        await session.exec(select(Hero).limit(1))  # the unit holds locks there: stays
+        assert (verbs(on_primary), verbs(on_replica)) == (["SELECT", "SELECT"], ["SELECT"])
+
+
+@pytest.mark.backends("postgresql", "mysql")
+@pytest.mark.usefixtures("engine")  # the tables
+@pytest.mark.parametrize("flush", [True, False], ids=["flush", "autoflush"])
+async def test_a_unit_reads_its_own_writes(backend: Backend, flush: bool) -> None:
+    secret = f"r{secrets.token_hex(3)}"
+    async with routed(backend) as (factory, on_primary, on_replica), factory() as session:
+        session.add(Hero(name="Routed", secret_name=secret))
+        if flush:
+            await session.flush()  # INSERT ... RETURNING is a write even though it returns
+        found = (await session.exec(select(Hero).where(Hero.secret_name == secret))).first()
+        await session.rollback()
+    assert found is not None  # the replica's connection could not see the uncommitted row
+    assert verbs(on_primary) == ["INSERT", "SELECT"]
+    assert on_replica.statements == []
+
+
+@pytest.mark.backends("postgresql", "mysql")
+@pytest.mark.usefixtures("engine")  # the tables
+async def test_get_then_update_reads_the_primary(backend: Backend) -> None:
+    async with routed(backend) as (factory, on_primary, on_replica):
+        async with factory(info={"primary": True}) as session, session.begin():
+            hero = Hero(name="Routed", secret_name=f"r{secrets.token_hex(3)}")
+            session.add(hero)
+        try:
+            async with factory(info={"primary": True}) as session, session.begin():
+                stored = await session.get(Hero, hero.id)  # a unit that reads to write
+                assert stored is not None
+                stored.age = 40
+            async with factory() as session, session.begin():  # undeclared, but it locks
+                locked = await session.get(Hero, hero.id, with_for_update=True)
+                assert locked is not None
+                locked.age = 41
+        finally:
+            async with factory(info={"primary": True}) as session, session.begin():
+                await session.exec(delete(Hero).where(col(Hero.id) == hero.id))
+    assert on_replica.statements == []  # both gets (new sessions, so real SELECTs) ran here
+    assert verbs(on_primary).count("UPDATE") == 2
+    assert any("FOR UPDATE" in statement for statement in on_primary.statements)
 
 
 @pytest.mark.backends("postgresql")

@@ -156,19 +156,22 @@ async def check_connection_budget(engine: AsyncEngine, settings: Settings) -> No
 
 # --8<-- [start:read_replica]
 class RoutingSession(Session):
-    """Reads go to the replica, everything else (and reads inside a flush) to the primary."""
+    """Plain SELECTs go to the replica until the unit of work writes, flushes or locks rows
+    (FOR UPDATE); from then on every statement of the session goes to the primary."""
 
     def get_bind(self, mapper: Any = None, clause: Any = None, **kw: Any) -> Any:
         engines: dict[str, Any] = self.info["engines"]
-        if self._flushing or not isinstance(clause, Select):
-            return engines["primary"]
-        return engines["replica"]
+        plain_read = isinstance(clause, Select) and clause._for_update_arg is None
+        if self._flushing or not plain_read:
+            self.info["primary"] = True  # sticky: read your own writes, keep your locks
+        return engines["primary" if self.info.get("primary") else "replica"]
 
 
 def create_routing_session_factory(
     primary: AsyncEngine, replica: AsyncEngine
 ) -> async_sessionmaker[AsyncSession]:
-    # Note: a replica lags; read-your-own-writes needs the primary (use the plain factory).
+    # A unit that reads in order to write (get, then update) must read the primary too: a
+    # lagging replica gives it a stale row. Open it with factory(info={"primary": True}).
     return async_sessionmaker(
         class_=AsyncSession,
         sync_session_class=RoutingSession,
