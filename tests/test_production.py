@@ -2,9 +2,11 @@
 
 import asyncio
 import logging
+import os
 import secrets
+import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -18,6 +20,7 @@ from sqlalchemy.pool import NullPool
 from sqlmodel import col, delete, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from benchmarks.load import ROOT, free_port, wait_until_healthy
 from examples.app.api.deps import SessionDep
 from examples.app.db import create_engine, create_routing_session_factory, log_slow_queries
 from examples.app.main import create_app
@@ -164,6 +167,95 @@ async def test_cancelled_requests_leak_no_connection(
         sessions = await server_sessions(backend, name)
         assert len(sessions) <= 2  # no growth past the pool
         assert all(state not in ("idle in transaction", "active", "Query") for _, state in sessions)
+
+
+@asynccontextmanager
+async def app_under_uvicorn(backend: Backend, application_name: str) -> AsyncIterator[str]:
+    """The reference app (plus tests/slow_app.py's /_sleep) under uvicorn in a subprocess."""
+    port = free_port()
+    environment = os.environ | {
+        "DATABASE_URL": backend.url_string,
+        "APPLICATION_NAME": application_name,
+        "PYTHONPATH": str(ROOT),
+    }
+    command = [sys.executable, "-m", "uvicorn", "--factory", "tests.slow_app:create_slow_app"]
+    command += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
+    server = await asyncio.create_subprocess_exec(*command, cwd=ROOT, env=environment)
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        async with AsyncClient(base_url=base_url) as probe:
+            await wait_until_healthy(probe, server)
+        yield base_url
+    finally:
+        server.terminate()
+        await server.wait()
+
+
+async def sleeping_statements(backend: Backend, application_name: str) -> int:
+    """How many of the app's sessions are running SELECT pg_sleep / SELECT SLEEP now."""
+    engine = create_async_engine(backend.url, poolclass=NullPool)
+    try:
+        async with engine.connect() as connection:
+            if backend.name == "postgresql":
+                query = text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = :name"
+                    " AND state = 'active' AND query LIKE 'SELECT pg_sleep%'"
+                )
+                return int((await connection.execute(query, {"name": application_name})).one()[0])
+            query = text(
+                "SELECT count(*) FROM information_schema.PROCESSLIST"
+                " WHERE db = :db AND info LIKE 'SELECT SLEEP%'"
+            )
+            return int((await connection.execute(query, {"db": backend.url.database})).one()[0])
+    finally:
+        await engine.dispose()
+
+
+async def seconds_until(condition: Callable[[], Awaitable[bool]], limit: float) -> float:
+    started = time.perf_counter()
+    while not await condition():
+        if time.perf_counter() - started > limit:
+            return float("inf")
+        await asyncio.sleep(0.1)
+    return time.perf_counter() - started
+
+
+@pytest.mark.backends("postgresql", "mysql")
+@pytest.mark.usefixtures("engine")  # the tables
+async def test_a_client_that_disconnects_cancels_its_query(backend: Backend) -> None:
+    name = f"asm-gone-{secrets.token_hex(3)}"
+    sleep = 10 if backend.name == "postgresql" else 3
+    async with app_under_uvicorn(backend, name) as base_url, AsyncClient(base_url=base_url) as http:
+        for _ in range(3):
+            _reader, writer = await asyncio.open_connection("127.0.0.1", http.base_url.port)
+            writer.write(f"GET /_sleep?seconds={sleep} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+            await writer.drain()
+            running = await seconds_until(
+                lambda: _is(sleeping_statements(backend, name), 1), limit=sleep / 2
+            )
+            assert running < sleep / 2  # the query is running on the server
+            writer.close()  # the client gives up
+            await writer.wait_closed()
+            released = await seconds_until(lambda: pool_is_idle(http), limit=sleep / 3)
+            assert released < sleep / 3  # the handler was cancelled, its connection released
+            gone = await seconds_until(
+                lambda: _is(sleeping_statements(backend, name), 0), limit=sleep + 5
+            )
+            if backend.name == "postgresql":
+                assert gone < sleep / 3  # asyncpg asked the server to cancel it
+            else:
+                assert gone > 1  # MariaDB ran it to its end (then dropped the session)
+        assert (await http.get("/heroes")).status_code == 200
+        states = [state for _, state in await server_sessions(backend, name)]
+        assert not {"idle in transaction", "idle in transaction (aborted)", "active"} & set(states)
+
+
+async def _is(count: Awaitable[int], expected: int) -> bool:
+    return await count == expected
+
+
+async def pool_is_idle(http: AsyncClient) -> bool:
+    return bool((await http.get("/health")).json()["pool"]["checkedout"] == 0)
 
 
 @pytest.mark.backends("postgresql")

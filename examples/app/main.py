@@ -18,6 +18,7 @@ from examples.app.db import (
     log_slow_queries,
     trace_with_opentelemetry,
 )
+from examples.app.middleware import CancelOnDisconnect
 from examples.app.settings import Settings
 from examples.servicebase.web import add_error_handlers
 
@@ -65,6 +66,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in (teams.router, heroes.router, powers.router, health.router):
         app.include_router(router)
     add_error_handlers(app)
+    app.add_middleware(CancelOnDisconnect)  # a client that gives up cancels its queries
     return app
 
 
