@@ -20,4 +20,10 @@ def create_slow_app() -> FastAPI:
         await session.exec(text(statement).bindparams(s=seconds))  # type: ignore[call-overload]
         return {"slept": seconds}
 
+    @app.post("/_probe")
+    async def insert_probe(session: SessionDep, marker: str) -> dict[str, Any]:
+        # tests/test_production.py gives asm_probe a deferred trigger that makes COMMIT slow.
+        await session.exec(text("INSERT INTO asm_probe (marker) VALUES (:m)").bindparams(m=marker))  # type: ignore[call-overload]
+        return {"inserted": marker}
+
     return app

@@ -250,6 +250,58 @@ async def test_a_client_that_disconnects_cancels_its_query(backend: Backend) -> 
         assert not {"idle in transaction", "idle in transaction (aborted)", "active"} & set(states)
 
 
+@pytest.mark.backends("postgresql")  # MariaDB has no deferred triggers to hold a COMMIT open
+@pytest.mark.usefixtures("engine")  # the tables
+async def test_a_client_that_disconnects_during_commit_saves_nothing(backend: Backend) -> None:
+    name = f"asm-commit-{secrets.token_hex(3)}"
+    admin = create_async_engine(backend.url, poolclass=NullPool)
+    async with admin.begin() as connection:
+        for statement in (
+            "CREATE TABLE asm_probe (marker text)",
+            "CREATE FUNCTION asm_slow() RETURNS trigger LANGUAGE plpgsql"
+            " AS $$ BEGIN PERFORM pg_sleep(10); RETURN NULL; END $$",
+            "CREATE CONSTRAINT TRIGGER asm_slow_commit AFTER INSERT ON asm_probe"
+            " DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION asm_slow()",
+        ):
+            await connection.exec_driver_sql(statement)
+
+    async def committing() -> bool:
+        async with admin.connect() as connection:
+            query = text(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = :name"
+                " AND state = 'active' AND query LIKE 'COMMIT%'"
+            )
+            return bool((await connection.execute(query, {"name": name})).scalar_one())
+
+    try:
+        async with app_under_uvicorn(backend, name) as base_url:
+            port = int(base_url.rsplit(":", 1)[1])
+            _reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            request = "POST /_probe?marker=gone HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n"
+            writer.write(request.encode())
+            await writer.drain()
+            assert await seconds_until(committing, limit=5) < 5  # COMMIT runs the trigger
+            writer.close()
+            await writer.wait_closed()
+            async with AsyncClient(base_url=base_url) as http:
+                assert await seconds_until(lambda: pool_is_idle(http), limit=3) < 3
+            assert await seconds_until(lambda: _not(committing()), limit=3) < 3
+            states = [state for _, state in await server_sessions(backend, name)]
+            assert not {"idle in transaction", "idle in transaction (aborted)"} & set(states)
+        async with admin.connect() as connection:
+            saved = await connection.exec_driver_sql("SELECT count(*) FROM asm_probe")
+            assert saved.scalar_one() == 0  # the cancelled COMMIT rolled the unit back
+    finally:
+        async with admin.begin() as connection:
+            await connection.exec_driver_sql("DROP TABLE asm_probe")
+            await connection.exec_driver_sql("DROP FUNCTION asm_slow")
+        await admin.dispose()
+
+
+async def _not(condition: Awaitable[bool]) -> bool:
+    return not await condition
+
+
 async def _is(count: Awaitable[int], expected: int) -> bool:
     return await count == expected
 

@@ -66,7 +66,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in (teams.router, heroes.router, powers.router, health.router):
         app.include_router(router)
     add_error_handlers(app)
-    app.add_middleware(CancelOnDisconnect)  # a client that gives up cancels its queries
+    app.add_middleware(CancelOnDisconnect)  # a client that went away cancels its handler
     return app
 
 

@@ -9,9 +9,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 class CancelOnDisconnect:
     """Cancel a request's handler when its client disconnects before the response is complete.
 
-    uvicorn doesn't: a query keeps running for a client that gave up. Cancelled, asyncpg asks
-    PostgreSQL to cancel the statement and the session rolls back. Pure ASGI (not
-    BaseHTTPMiddleware), so the handler runs in this task and the cancellation reaches it.
+    uvicorn doesn't: a query keeps running, and commits, for a client that gave up. Cancelled,
+    asyncpg asks PostgreSQL to cancel the statement and the unit rolls back (MariaDB runs the
+    statement to its end). Pure ASGI, so the handler runs in this task and the cancel reaches it.
     """
 
     def __init__(self, app: ASGIApp) -> None:
