@@ -310,8 +310,10 @@ async def pgbouncer_url(request: pytest.FixtureRequest, backend: Backend) -> str
         unavailable(f"{PGBOUNCER_URL_ENV} is not set")
     url = make_url(str(raw_url)).set(database=backend.url.database)
     if url.username != backend.url.username:
-        unavailable(f"{PGBOUNCER_URL_ENV} must log in as {backend.url.username!r}, the tables' owner")
-    import asyncpg  # the PostgreSQL driver: only needed here
+        unavailable(
+            f"{PGBOUNCER_URL_ENV} must log in as {backend.url.username!r}, the tables' owner"
+        )
+    import asyncpg  # type: ignore[import-untyped]  # the PostgreSQL driver: only needed here
 
     plain = url.set(drivername="postgresql").render_as_string(hide_password=False)
     try:  # reachable at all? (no named prepared statement: nothing to collide with)

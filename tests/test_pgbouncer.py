@@ -12,17 +12,23 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+from uuid import uuid4
 
 import asyncpg  # type: ignore[import-untyped]
 import pytest
 import pytest_asyncio
 from sqlalchemy import delete, event, func, text
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 from sqlmodel import col, select
 
-from examples.app.db import create_engine, create_session_factory
+from examples.app.db import (
+    create_engine,
+    create_session_factory,
+    set_statement_timeout_per_transaction,
+)
 from examples.app.models import Hero
 from examples.app.services import HeroService
 from examples.app.settings import Settings
@@ -35,6 +41,11 @@ pytestmark = pytest.mark.backends("postgresql")
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = b"cursor-secret-for-pgbouncer-tests-0123"
 HEROES = 30
+
+
+def driver_error(error: DBAPIError) -> str:
+    """asyncpg's exception class behind SQLAlchemy's DBAPIError."""
+    return type(getattr(error.orig, "__cause__", None)).__name__
 
 
 def bouncer_settings(url: str, **overrides: Any) -> Settings:
@@ -71,9 +82,7 @@ async def test_statement_timeout_as_a_startup_parameter_is_refused(pgbouncer_url
     engine = create_async_engine(
         pgbouncer_url,
         poolclass=NullPool,
-        connect_args={
-            "server_settings": {"application_name": "asm", "statement_timeout": "15000"}
-        },
+        connect_args={"server_settings": {"application_name": "asm", "statement_timeout": "15000"}},
     )
     try:
         with pytest.raises(DBAPIError) as caught:
@@ -82,7 +91,7 @@ async def test_statement_timeout_as_a_startup_parameter_is_refused(pgbouncer_url
     finally:
         await engine.dispose()
     assert "unsupported startup parameter: statement_timeout" in str(caught.value)
-    assert type(caught.value.orig.__cause__).__name__ == "ProtocolViolationError"
+    assert driver_error(caught.value) == "ProtocolViolationError"
 
 
 async def test_default_asyncpg_settings_fail_when_the_app_restarts(
@@ -92,7 +101,7 @@ async def test_default_asyncpg_settings_fail_when_the_app_restarts(
     server connection; a restarted app (or a second worker) prepares the same name there."""
     assert backend.server_url is not None
     database = await create_database("postgresql", backend.server_url)  # a pool of its own
-    url = pgbouncer_url.rsplit("/", 1)[0] + f"/{database}"
+    url = make_url(pgbouncer_url).set(database=database).render_as_string(hide_password=False)
     script = (
         "import asyncio, sys\n"
         "from sqlalchemy.ext.asyncio import create_async_engine\n"
@@ -131,10 +140,36 @@ async def test_a_cached_statement_is_missing_on_the_next_server_connection(
             await first.execute(statement, {"n": 1})  # prepared and cached on server conn A
             await first.commit()  # A goes back to PgBouncer
             await other.exec_driver_sql("SELECT 1")  # takes A and keeps it (open transaction)
-            with pytest.raises(DBAPIError, match=r'prepared statement "__asyncpg_stmt_\w+__" does'):
+            with pytest.raises(
+                DBAPIError, match=r'prepared statement "__asyncpg_stmt_\w+__" does'
+            ) as e:
                 await first.execute(statement, {"n": 2})  # the cached name, on server conn B
     finally:
         await engine.dispose()
+    assert driver_error(e.value) == "InvalidSQLStatementNameError"
+
+
+async def test_a_database_setting_reaches_every_server_connection(
+    backend: Backend, pgbouncer_url: str
+) -> None:
+    """The alternative to SET LOCAL: ALTER ROLE / ALTER DATABASE ... SET statement_timeout,
+    applied by the server to each connection PgBouncer opens; no statement per transaction."""
+    assert backend.server_url is not None
+    database = await create_database("postgresql", backend.server_url)
+    url = make_url(pgbouncer_url).set(database=database)
+    engine = create_async_engine(url, poolclass=NullPool, connect_args={"statement_cache_size": 0})
+    try:
+        admin = create_async_engine(backend.server_url, isolation_level="AUTOCOMMIT")
+        async with admin.connect() as connection:
+            await connection.exec_driver_sql(
+                f'ALTER DATABASE "{database}" SET statement_timeout = 4321'
+            )
+        await admin.dispose()
+        async with engine.connect() as connection:
+            assert await connection.scalar(text("SHOW statement_timeout")) == "4321ms"
+    finally:
+        await engine.dispose()
+        await drop_database("postgresql", backend.server_url, database)
 
 
 # ---------------------------------------------------------------- the app's engine
@@ -173,17 +208,34 @@ async def test_the_statement_timeout_is_set_in_every_transaction_and_nowhere_els
     assert seen == ["0"] * 5
 
 
+def small_pool_engine(url: str, timeout_ms: int) -> AsyncEngine:
+    """The pgbouncer settings with a pool of our own (3 connections) instead of NullPool."""
+    engine = create_async_engine(
+        make_url(url).update_query_dict({"prepared_statement_cache_size": "0"}),
+        pool_size=3,
+        max_overflow=0,
+        connect_args={
+            "statement_cache_size": 0,
+            "prepared_statement_name_func": lambda: f"__asyncpg_{uuid4()}__",
+        },
+    )
+    set_statement_timeout_per_transaction(engine, timeout_ms)
+    return engine
+
+
+@pytest.mark.parametrize("pool", ["NullPool", "pool of 3"])
 async def test_fifty_sessions_share_a_few_server_connections_without_errors(
-    bouncer_engine: AsyncEngine, heroes_committed: None
+    bouncer_engine: AsyncEngine, pgbouncer_url: str, heroes_committed: None, pool: str
 ) -> None:
     """Differently shaped statements from 50 concurrent sessions: column lists, IN lists of
     every length, the service layer's filtered pages and counts."""
-    factory = create_session_factory(bouncer_engine)
+    engine = bouncer_engine if pool == "NullPool" else small_pool_engine(pgbouncer_url, 1234)
+    factory = create_session_factory(engine)
 
     async def one_session(n: int) -> tuple[int, int]:
         async with factory() as session:
             pid = (await session.exec(text("SELECT pg_backend_pid()"))).scalar_one()  # type: ignore[call-overload]
-            columns = [Hero.name, Hero.age, Hero.secret_name][: n % 3 + 1]
+            columns: list[Any] = [Hero.name, Hero.age, Hero.secret_name][: n % 3 + 1]
             rows = (await session.exec(select(*columns).where(col(Hero.age) == n % HEROES))).all()
             assert len(rows) == 1
             ages = list(range(n % 7 + 1))  # IN lists of 1..7 values
@@ -198,11 +250,16 @@ async def test_fifty_sessions_share_a_few_server_connections_without_errors(
             }
             page = await heroes.page(filter, sort="-age", limit=n % 5 + 1)
             assert page.total == HEROES - n % 10
-            assert [hero.age for hero in page.items][0] == HEROES - 1
+            assert page.items[0].age == HEROES - 1
             assert await heroes.count({"field": "age", "op": "in", "value": ages}) == len(ages)
+            timeout = (await session.exec(text("SHOW statement_timeout"))).scalar_one()  # type: ignore[call-overload]
+            assert timeout == "1234ms"
             return n, pid
 
-    results = await asyncio.gather(*(one_session(n) for n in range(50)), return_exceptions=True)
+    try:
+        results = await asyncio.gather(*(one_session(n) for n in range(50)), return_exceptions=True)
+    finally:
+        await engine.dispose()
     errors = [repr(result) for result in results if isinstance(result, BaseException)]
     assert errors == []
     pids = {pid for _, pid in results}  # type: ignore[misc]
@@ -215,7 +272,9 @@ async def test_fifty_sessions_share_a_few_server_connections_without_errors(
 async def test_a_long_statement_is_cancelled_by_the_server_as_a_503(
     live_app: LiveAppFactory, pgbouncer_url: str
 ) -> None:
-    async with live_app(database_url=pgbouncer_url, pgbouncer=True, statement_timeout_ms=200) as live:
+    async with live_app(
+        database_url=pgbouncer_url, pgbouncer=True, statement_timeout_ms=200
+    ) as live:
         add_sleep_route(live)
         # Within the command_timeout backstop (0.2 + 5 s): only the server can stop it.
         slow = await live.client.get("/_sleep", params={"seconds": 4})
@@ -242,3 +301,6 @@ async def test_the_app_serves_requests_through_pgbouncer(
         )
         assert [response.status_code for response in responses] == [200] * 20
         assert (await live.client.get("/health")).json()["status"] == "ok"
+    # PgBouncer is the pool: NullPool, and no pre-ping (a new connection is never pinged).
+    assert type(live.engine.pool).__name__ == "NullPool"
+    assert live.engine.pool._pre_ping is False
