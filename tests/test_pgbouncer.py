@@ -158,17 +158,17 @@ async def test_a_database_setting_reaches_every_server_connection(
     database = await create_database("postgresql", backend.server_url)
     url = make_url(pgbouncer_url).set(database=database)
     engine = create_async_engine(url, poolclass=NullPool, connect_args={"statement_cache_size": 0})
+    admin = create_async_engine(backend.server_url, isolation_level="AUTOCOMMIT")
     try:
-        admin = create_async_engine(backend.server_url, isolation_level="AUTOCOMMIT")
         async with admin.connect() as connection:
             await connection.exec_driver_sql(
                 f'ALTER DATABASE "{database}" SET statement_timeout = 4321'
             )
-        await admin.dispose()
         async with engine.connect() as connection:
             assert await connection.scalar(text("SHOW statement_timeout")) == "4321ms"
     finally:
         await engine.dispose()
+        await admin.dispose()
         await drop_database("postgresql", backend.server_url, database)
 
 
@@ -205,7 +205,7 @@ async def test_the_statement_timeout_is_set_in_every_transaction_and_nowhere_els
     finally:
         for client in clients:
             await client.close()
-    assert seen == ["0"] * 5
+    assert len(seen) == 5 and "1234ms" not in seen  # the server's default (0 unless configured)
 
 
 def small_pool_engine(url: str, timeout_ms: int) -> AsyncEngine:
