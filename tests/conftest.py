@@ -284,3 +284,41 @@ async def live_app(backend: Backend, engine: AsyncEngine) -> AsyncIterator[LiveA
         async with unit_of_work(create_session_factory(engine)) as session:
             for model in (HeroPower, Hero, Power, Team):
                 await session.exec(delete(model))
+
+
+# ---------------------------------------------------------------- PgBouncer (PostgreSQL only)
+
+PGBOUNCER_URL_ENV = "TEST_PGBOUNCER_URL"
+
+
+@pytest_asyncio.fixture(scope="session")
+async def pgbouncer_url(request: pytest.FixtureRequest, backend: Backend) -> str:
+    """This run's PostgreSQL database through the transaction-mode PgBouncer that
+    TEST_PGBOUNCER_URL names (`.ci/pgbouncer` starts one). It must log in as the
+    TEST_POSTGRES_URL user: that user owns the tables. Skipped when unset, failed when required.
+    """
+    assert backend.name == "postgresql", "mark the test @pytest.mark.backends('postgresql')"
+
+    def unavailable(reason: str) -> None:
+        message = f"PgBouncer unavailable: {reason}"
+        if backends_required(request.config):
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+
+    raw_url = os.environ.get(PGBOUNCER_URL_ENV)
+    if not raw_url:
+        unavailable(f"{PGBOUNCER_URL_ENV} is not set")
+    url = make_url(str(raw_url)).set(database=backend.url.database)
+    if url.username != backend.url.username:
+        unavailable(
+            f"{PGBOUNCER_URL_ENV} must log in as {backend.url.username!r}, the tables' owner"
+        )
+    import asyncpg  # type: ignore[import-untyped]  # the PostgreSQL driver: only needed here
+
+    plain = url.set(drivername="postgresql").render_as_string(hide_password=False)
+    try:  # reachable at all? (no named prepared statement: nothing to collide with)
+        connection = await asyncpg.connect(plain, timeout=CONNECT_TIMEOUT, statement_cache_size=0)
+        await connection.close()
+    except Exception as exc:
+        unavailable(f"{type(exc).__name__}: {exc}")
+    return url.render_as_string(hide_password=False)

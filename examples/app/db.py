@@ -26,17 +26,21 @@ def create_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
     }
     connect_args: dict[str, Any] = {}
     if backend == "postgresql":
-        connect_args["server_settings"] = {
-            "application_name": settings.application_name,
-            "statement_timeout": str(settings.statement_timeout_ms),
-        }
+        # Startup parameters: PgBouncer passes application_name on, refuses statement_timeout.
+        connect_args["server_settings"] = {"application_name": settings.application_name}
         # Client-side backstop when the server can't answer at all (network stall).
         connect_args["command_timeout"] = settings.statement_timeout_ms / 1000 + 5
-        if settings.pgbouncer:  # no pool of our own, no server-side prepared statement cache
-            options["poolclass"] = NullPool
+        if settings.pgbouncer:  # transaction pooling: each transaction may get another server
+            # NullPool: a new connection per checkout (SQLAlchemy never pre-pings a new one).
+            options |= {"poolclass": NullPool, "pool_pre_ping": False}
+            # No prepared statement cache (asyncpg's and SQLAlchemy's); unique names, so
+            # statements left on a shared server connection never collide.
             connect_args["statement_cache_size"] = 0
             connect_args["prepared_statement_name_func"] = lambda: f"__asyncpg_{uuid4()}__"
             database_url = database_url.update_query_dict({"prepared_statement_cache_size": "0"})
+        else:
+            timeout = str(settings.statement_timeout_ms)
+            connect_args["server_settings"]["statement_timeout"] = timeout
     elif backend == "mysql":
         connect_args["charset"] = "utf8mb4"
         # NOW()/CURRENT_TIMESTAMP and DATETIME follow the session time zone: make it UTC.
@@ -52,10 +56,28 @@ def create_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
     engine = create_async_engine(database_url, connect_args=connect_args, **options)
     if backend == "sqlite":
         configure_sqlite(engine)
+    elif backend == "postgresql" and settings.pgbouncer:
+        set_statement_timeout_per_transaction(engine, settings.statement_timeout_ms)
     return engine
 
 
 # --8<-- [end:engine]
+
+
+# --8<-- [start:pgbouncer_timeout]
+def set_statement_timeout_per_transaction(engine: AsyncEngine, timeout_ms: int) -> None:
+    """statement_timeout behind a transaction-mode pooler: SET LOCAL at the start of each one.
+
+    PgBouncer refuses it as a startup parameter, and a plain SET would stay on a server
+    connection that other clients get next. SET LOCAL ends with the transaction.
+    """
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def on_begin(conn: Any) -> None:
+        conn.exec_driver_sql(f"SET LOCAL statement_timeout = {int(timeout_ms)}")
+
+
+# --8<-- [end:pgbouncer_timeout]
 
 
 # --8<-- [start:sqlite]
