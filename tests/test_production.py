@@ -21,7 +21,7 @@ from examples.app.main import create_app
 from examples.app.models import Hero
 from examples.app.settings import Settings, postgres_url
 from examples.testing import counting_statements
-from tests.conftest import Backend, LiveApp, LiveAppFactory
+from tests.conftest import CURSOR_SECRET, Backend, LiveApp, LiveAppFactory
 
 
 async def server_sessions(backend: Backend, application_name: str) -> list[tuple[Any, ...]]:
@@ -72,7 +72,7 @@ def add_sleep_route(live: LiveApp) -> None:
 
 async def test_health_reports_the_pool(live_app: LiveAppFactory) -> None:
     async with live_app() as live:
-        response = await live.client.get("/health")
+        response = await live.client.get("/health/ready")
     assert response.status_code == 200
     body = response.json()
     assert (body["status"], body["database"]) == ("ok", "ok")
@@ -84,19 +84,19 @@ async def test_health_is_a_quick_503_when_the_pool_is_full(live_app: LiveAppFact
     async with live_app(pool_size=1, max_overflow=0, pool_timeout=30, health_timeout=0.5) as live:
         async with live.engine.connect():  # the only connection, held
             started = time.perf_counter()
-            response = await live.client.get("/health")
+            response = await live.client.get("/health/ready")
             waited = time.perf_counter() - started
         assert response.status_code == 503
         assert response.headers["Retry-After"] == "1"
         assert response.json()["pool"]["checkedout"] == 1
         assert waited < 3  # the health timeout, not the 30 s pool timeout
-        assert (await live.client.get("/health")).status_code == 200
+        assert (await live.client.get("/health/ready")).status_code == 200
 
 
 @pytest.mark.backends("postgresql", "mysql")
 async def test_a_database_down_is_a_503_not_a_crash(backend: Backend) -> None:
     dead = backend.url.set(host="127.0.0.1", port=1).render_as_string(hide_password=False)
-    app = create_app(Settings(database_url=dead, health_timeout=1))
+    app = create_app(Settings(database_url=dead, health_timeout=1, cursor_secret=CURSOR_SECRET))
     async with (
         LifespanManager(app) as manager,  # starts anyway, with a warning
         AsyncClient(
@@ -104,11 +104,56 @@ async def test_a_database_down_is_a_503_not_a_crash(backend: Backend) -> None:
             base_url="http://test",
         ) as client,
     ):
-        health = await client.get("/health")
+        live = await client.get("/health/live")
+        ready = await client.get("/health/ready")
         heroes = await client.get("/heroes")
-    assert health.status_code == 503
+    assert live.status_code == 200  # the process is fine: no restart for a database outage
+    assert ready.status_code == 503  # no traffic until the database is back
+    assert ready.json()["database"] == "unreachable"
     assert heroes.status_code == 503, heroes.text
     assert "127.0.0.1" not in heroes.text
+
+
+async def silent_server(connections: list[asyncio.StreamWriter]) -> asyncio.Server:
+    """A loopback TCP server that accepts connections and never sends a byte."""
+
+    async def hold(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(writer)
+
+    return await asyncio.start_server(hold, "127.0.0.1", 0)
+
+
+@pytest.mark.backends("postgresql", "mysql")
+async def test_startup_is_bounded_when_the_server_never_answers(
+    backend: Backend, caplog: pytest.LogCaptureFixture
+) -> None:
+    """asyncpg would wait 60 s for the handshake, aiomysql forever; connect_timeout bounds it."""
+    connections: list[asyncio.StreamWriter] = []
+    server = await silent_server(connections)
+    port = server.sockets[0].getsockname()[1]
+    silent = backend.url.set(host="127.0.0.1", port=port).render_as_string(hide_password=False)
+    settings = Settings(
+        database_url=silent, connect_timeout=1, health_timeout=1, cursor_secret=CURSOR_SECRET
+    )
+    try:
+        # startup_timeout: a generous bound, far below the drivers' own waits.
+        async with (
+            LifespanManager(create_app(settings), startup_timeout=30) as manager,
+            AsyncClient(
+                transport=ASGITransport(app=manager.app, raise_app_exceptions=False),
+                base_url="http://test",
+            ) as client,
+        ):
+            live = await client.get("/health/live")
+            ready = await client.get("/health/ready")
+    finally:
+        server.close()
+        for writer in connections:
+            writer.close()
+        await server.wait_closed()
+    assert connections  # the app did reach the listener: the driver was waiting for an answer
+    assert "database unreachable at startup" in caplog.text
+    assert (live.status_code, ready.status_code) == (200, 503)
 
 
 # ---------------------------------------------------------------- faults
@@ -205,7 +250,7 @@ async def test_shutdown_leaves_no_connection_on_the_server(
 
 @pytest.mark.backends("postgresql")
 async def test_connection_budget_is_checked_at_startup(backend: Backend) -> None:
-    app = create_app(Settings(database_url=backend.url_string, workers=10_000))
+    app = create_app(backend.settings().model_copy(update={"workers": 10_000}))
 
     with pytest.raises(RuntimeError, match="connections, but the server allows"):
         async with LifespanManager(app):
