@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from asgi_lifespan import LifespanManager
 from httpx import ASGITransport, AsyncClient
+from pydantic import SecretStr
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -258,6 +259,35 @@ async def test_connection_budget_is_checked_at_startup(backend: Backend) -> None
 
 
 # ---------------------------------------------------------------- secrets and logs
+
+
+@pytest.mark.backends("sqlite")
+@pytest.mark.parametrize("secret", [None, "too short"])
+async def test_the_app_refuses_to_start_without_a_cursor_secret(
+    backend: Backend, secret: str | None
+) -> None:
+    """No silent random secret per process: cursors would break across workers and restarts."""
+    settings = backend.settings().model_copy(
+        update={"cursor_secret": None if secret is None else SecretStr(secret)}
+    )
+    with pytest.raises(RuntimeError, match="CURSOR_SECRET is not set"):
+        async with LifespanManager(create_app(settings)):
+            pass
+
+
+@pytest.mark.backends("sqlite")
+async def test_a_cursor_from_one_process_works_in_another(live_app: LiveAppFactory) -> None:
+    async with live_app() as first:  # a worker, or the app before a restart
+        for name in ("a", "b", "c"):
+            created = await first.client.post("/heroes", json={"name": name, "secret_name": name})
+            assert created.status_code == 201, created.text
+        page = (await first.client.get("/heroes/feed", params={"limit": 1})).json()
+    async with live_app() as second:  # another worker, or after the restart
+        following = await second.client.get(
+            "/heroes/feed", params={"limit": 1, "cursor": page["next_cursor"]}
+        )
+    assert following.status_code == 200, following.text
+    assert following.json()["items"][0]["name"] != page["items"][0]["name"]
 
 
 @pytest.mark.backends("postgresql")

@@ -39,7 +39,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[AppState]:
-        cursor_secret(settings)  # fail fast: a random per-process secret breaks cursors
+        cursor_secret(settings)  # no CURSOR_SECRET: refuse to start (cursors must outlive us)
         engine = create_engine(settings)
         replica_url = settings.read_replica_url
         replica = create_engine(settings, replica_url.get_secret_value()) if replica_url else None
