@@ -44,7 +44,7 @@ def create_app() -> FastAPI:
     )
     app.include_router(router)
 
-    @app.get("/health")
+    @app.get("/health/ready")
     async def health() -> dict[str, str]:
         return {"status": "ok"}
 

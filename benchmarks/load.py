@@ -51,7 +51,7 @@ async def wait_until_healthy(client: httpx.AsyncClient, server: asyncio.subproce
         if server.returncode is not None:
             raise SystemExit("the server exited during startup")
         try:
-            if (await client.get("/health")).status_code == 200:
+            if (await client.get("/health/ready")).status_code == 200:
                 return
         except httpx.TransportError:
             pass
@@ -168,6 +168,7 @@ async def start_server(
     """uvicorn with one worker and a pool of 10 + 10, serving the app factory on loopback."""
     port = free_port()
     environment = {**os.environ, "DATABASE_URL": database_url, "POOL_SIZE": "10"}
+    environment["CURSOR_SECRET"] = "benchmark-cursor-secret-0123456789"
     environment["MAX_OVERFLOW"] = "10"
     command = [sys.executable, "-m", "uvicorn", "--factory", factory, "--host", "127.0.0.1"]
     command += ["--port", str(port), "--log-level", "warning", "--timeout-graceful-shutdown", "10"]

@@ -44,6 +44,7 @@ from examples.testing import app_client, rolled_back_session
 BACKENDS = ("sqlite", "postgresql", "mysql")
 SERVER_URL_ENV = {"postgresql": "TEST_POSTGRES_URL", "mysql": "TEST_MYSQL_URL"}
 CONNECT_TIMEOUT = 10.0
+CURSOR_SECRET = "test-cursor-secret-0123456789abcdef"  # the app refuses to start without one
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -99,7 +100,7 @@ class Backend:
         return self.url.render_as_string(hide_password=False)
 
     def settings(self) -> Settings:
-        return Settings(database_url=self.url_string)
+        return Settings(database_url=self.url_string, cursor_secret=CURSOR_SECRET)
 
 
 async def _admin_execute(server_url: URL, *statements: str) -> None:

@@ -1,26 +1,83 @@
 """references/database-setup.md: settings, engine, SQLite pragmas, session factory, lifespan."""
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
-from httpx import AsyncClient
+from asgi_lifespan import LifespanManager
+from httpx import ASGITransport, AsyncClient
+from pydantic import ValidationError
 from sqlalchemy import delete, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from examples.app.__main__ import DemoSettings, create_demo_database
 from examples.app.db import create_session_factory
+from examples.app.main import create_app
 from examples.app.models import Hero, Team
 from examples.app.settings import Settings
 from examples.testing import counting_statements, hero_data, rolled_back_session
 from tests.conftest import Backend
 
+ROOT = Path(__file__).parents[1]
 
-def test_settings_default_to_embedded_sqlite(monkeypatch: pytest.MonkeyPatch) -> None:
+
+def test_settings_require_database_url(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("DATABASE_URL", raising=False)
-    settings = Settings(_env_file=None)
-    assert settings.database_url.get_secret_value() == "sqlite+aiosqlite:///./app.db"
+    with pytest.raises(ValidationError, match="DATABASE_URL is not set"):
+        Settings(_env_file=None)
     monkeypatch.setenv("DATABASE_URL", "postgresql+asyncpg://app@db/app")
     settings = Settings(_env_file=None)
     assert settings.database_url.get_secret_value() == "postgresql+asyncpg://app@db/app"
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["-c", "from examples.app.main import create_app; create_app()"],
+        ["-m", "examples.app.migrate", "upgrade"],
+        ["-m", "alembic", "-c", str(ROOT / "pyproject.toml"), "upgrade", "head"],
+    ],
+    ids=["app factory", "migrate", "alembic"],
+)
+def test_without_database_url_nothing_starts(command: list[str], tmp_path: Path) -> None:
+    """No silent fallback: a clean environment fails with the message and creates no file."""
+    result = subprocess.run(
+        [sys.executable, *command],
+        cwd=tmp_path,  # no .env here
+        env={"PATH": os.environ["PATH"], "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == (2 if "examples.app.migrate" in command else 1)
+    assert "DATABASE_URL is not set" in result.stderr, result.stderr
+    assert list(tmp_path.iterdir()) == []  # no app.db
+
+
+async def test_the_demo_has_explicit_defaults(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.delenv("CURSOR_SECRET", raising=False)
+    settings = DemoSettings()
+    assert settings.database_url.get_secret_value() == "sqlite+aiosqlite:///./app.db"
+    await create_demo_database(settings)
+    assert (tmp_path / "app.db").exists()
+    async with (
+        LifespanManager(create_app(settings)) as manager,
+        AsyncClient(transport=ASGITransport(app=manager.app), base_url="http://test") as client,
+    ):
+        first = (await client.get("/heroes/feed", params={"limit": 1})).json()
+        second = await client.get("/heroes/feed", params={"cursor": first["next_cursor"]})
+    assert second.status_code == 200, second.text
+    monkeypatch.setenv("DATABASE_URL", "postgresql+asyncpg://app@db/app")
+    assert DemoSettings().database_url.get_secret_value() == "postgresql+asyncpg://app@db/app"
 
 
 async def test_engine_reaches_the_backend(backend: Backend, engine: AsyncEngine) -> None:

@@ -301,7 +301,7 @@ async def test_the_app_serves_requests_through_pgbouncer(
             *(live.client.get("/heroes", params={"limit": n + 1}) for n in range(10)),
         )
         assert [response.status_code for response in responses] == [200] * 20
-        assert (await live.client.get("/health")).json()["status"] == "ok"
+        assert (await live.client.get("/health/ready")).json()["status"] == "ok"
     # PgBouncer is the pool: NullPool, and no pre-ping (a new connection is never pinged).
     assert type(live.engine.pool).__name__ == "NullPool"
     assert live.engine.pool._pre_ping is False

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from asgi_lifespan import LifespanManager
 from httpx import ASGITransport, AsyncClient
+from pydantic import SecretStr
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
@@ -27,7 +28,7 @@ from examples.app.main import create_app
 from examples.app.models import Hero
 from examples.app.settings import Settings, postgres_url
 from examples.testing import StatementLog, counting_statements
-from tests.conftest import Backend, LiveApp, LiveAppFactory
+from tests.conftest import CURSOR_SECRET, Backend, LiveApp, LiveAppFactory
 
 
 async def server_sessions(backend: Backend, application_name: str) -> list[tuple[Any, ...]]:
@@ -78,7 +79,7 @@ def add_sleep_route(live: LiveApp) -> None:
 
 async def test_health_reports_the_pool(live_app: LiveAppFactory) -> None:
     async with live_app() as live:
-        response = await live.client.get("/health")
+        response = await live.client.get("/health/ready")
     assert response.status_code == 200
     body = response.json()
     assert (body["status"], body["database"]) == ("ok", "ok")
@@ -90,19 +91,19 @@ async def test_health_is_a_quick_503_when_the_pool_is_full(live_app: LiveAppFact
     async with live_app(pool_size=1, max_overflow=0, pool_timeout=30, health_timeout=0.5) as live:
         async with live.engine.connect():  # the only connection, held
             started = time.perf_counter()
-            response = await live.client.get("/health")
+            response = await live.client.get("/health/ready")
             waited = time.perf_counter() - started
         assert response.status_code == 503
         assert response.headers["Retry-After"] == "1"
         assert response.json()["pool"]["checkedout"] == 1
         assert waited < 3  # the health timeout, not the 30 s pool timeout
-        assert (await live.client.get("/health")).status_code == 200
+        assert (await live.client.get("/health/ready")).status_code == 200
 
 
 @pytest.mark.backends("postgresql", "mysql")
 async def test_a_database_down_is_a_503_not_a_crash(backend: Backend) -> None:
     dead = backend.url.set(host="127.0.0.1", port=1).render_as_string(hide_password=False)
-    app = create_app(Settings(database_url=dead, health_timeout=1))
+    app = create_app(Settings(database_url=dead, health_timeout=1, cursor_secret=CURSOR_SECRET))
     async with (
         LifespanManager(app) as manager,  # starts anyway, with a warning
         AsyncClient(
@@ -110,11 +111,56 @@ async def test_a_database_down_is_a_503_not_a_crash(backend: Backend) -> None:
             base_url="http://test",
         ) as client,
     ):
-        health = await client.get("/health")
+        live = await client.get("/health/live")
+        ready = await client.get("/health/ready")
         heroes = await client.get("/heroes")
-    assert health.status_code == 503
+    assert live.status_code == 200  # the process is fine: no restart for a database outage
+    assert ready.status_code == 503  # no traffic until the database is back
+    assert ready.json()["database"] == "unreachable"
     assert heroes.status_code == 503, heroes.text
     assert "127.0.0.1" not in heroes.text
+
+
+async def silent_server(connections: list[asyncio.StreamWriter]) -> asyncio.Server:
+    """A loopback TCP server that accepts connections and never sends a byte."""
+
+    async def hold(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(writer)
+
+    return await asyncio.start_server(hold, "127.0.0.1", 0)
+
+
+@pytest.mark.backends("postgresql", "mysql")
+async def test_startup_is_bounded_when_the_server_never_answers(
+    backend: Backend, caplog: pytest.LogCaptureFixture
+) -> None:
+    """asyncpg would wait 60 s for the handshake, aiomysql forever; connect_timeout bounds it."""
+    connections: list[asyncio.StreamWriter] = []
+    server = await silent_server(connections)
+    port = server.sockets[0].getsockname()[1]
+    silent = backend.url.set(host="127.0.0.1", port=port).render_as_string(hide_password=False)
+    settings = Settings(
+        database_url=silent, connect_timeout=1, health_timeout=1, cursor_secret=CURSOR_SECRET
+    )
+    try:
+        # startup_timeout: a generous bound, far below the drivers' own waits.
+        async with (
+            LifespanManager(create_app(settings), startup_timeout=30) as manager,
+            AsyncClient(
+                transport=ASGITransport(app=manager.app, raise_app_exceptions=False),
+                base_url="http://test",
+            ) as client,
+        ):
+            live = await client.get("/health/live")
+            ready = await client.get("/health/ready")
+    finally:
+        server.close()
+        for writer in connections:
+            writer.close()
+        await server.wait_closed()
+    assert connections  # the app did reach the listener: the driver was waiting for an answer
+    assert "database unreachable at startup" in caplog.text
+    assert (live.status_code, ready.status_code) == (200, 503)
 
 
 # ---------------------------------------------------------------- faults
@@ -176,6 +222,7 @@ async def app_under_uvicorn(backend: Backend, application_name: str) -> AsyncIte
     environment = os.environ | {
         "DATABASE_URL": backend.url_string,
         "APPLICATION_NAME": application_name,
+        "CURSOR_SECRET": CURSOR_SECRET,
         "PYTHONPATH": str(ROOT),
     }
     command = [sys.executable, "-m", "uvicorn", "--factory", "tests.slow_app:create_slow_app"]
@@ -307,7 +354,7 @@ async def _is(count: Awaitable[int], expected: int) -> bool:
 
 
 async def pool_is_idle(http: AsyncClient) -> bool:
-    return bool((await http.get("/health")).json()["pool"]["checkedout"] == 0)
+    return bool((await http.get("/health/ready")).json()["pool"]["checkedout"] == 0)
 
 
 @pytest.mark.backends("postgresql")
@@ -352,7 +399,7 @@ async def test_shutdown_leaves_no_connection_on_the_server(
 
 @pytest.mark.backends("postgresql")
 async def test_connection_budget_is_checked_at_startup(backend: Backend) -> None:
-    app = create_app(Settings(database_url=backend.url_string, workers=10_000))
+    app = create_app(backend.settings().model_copy(update={"workers": 10_000}))
 
     with pytest.raises(RuntimeError, match="connections, but the server allows"):
         async with LifespanManager(app):
@@ -360,6 +407,35 @@ async def test_connection_budget_is_checked_at_startup(backend: Backend) -> None
 
 
 # ---------------------------------------------------------------- secrets and logs
+
+
+@pytest.mark.backends("sqlite")
+@pytest.mark.parametrize("secret", [None, "too short"])
+async def test_the_app_refuses_to_start_without_a_cursor_secret(
+    backend: Backend, secret: str | None
+) -> None:
+    """No silent random secret per process: cursors would break across workers and restarts."""
+    settings = backend.settings().model_copy(
+        update={"cursor_secret": None if secret is None else SecretStr(secret)}
+    )
+    with pytest.raises(RuntimeError, match="CURSOR_SECRET is not set"):
+        async with LifespanManager(create_app(settings)):
+            pass
+
+
+@pytest.mark.backends("sqlite")
+async def test_a_cursor_from_one_process_works_in_another(live_app: LiveAppFactory) -> None:
+    async with live_app() as first:  # a worker, or the app before a restart
+        for name in ("a", "b", "c"):
+            created = await first.client.post("/heroes", json={"name": name, "secret_name": name})
+            assert created.status_code == 201, created.text
+        page = (await first.client.get("/heroes/feed", params={"limit": 1})).json()
+    async with live_app() as second:  # another worker, or after the restart
+        following = await second.client.get(
+            "/heroes/feed", params={"limit": 1, "cursor": page["next_cursor"]}
+        )
+    assert following.status_code == 200, following.text
+    assert following.json()["items"][0]["name"] != page["items"][0]["name"]
 
 
 @pytest.mark.backends("postgresql")

@@ -1,7 +1,10 @@
 """Reproductions for references/troubleshooting.md entries not covered by other tests."""
 
 import gc
+import subprocess
+import sys
 import warnings
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -111,3 +114,27 @@ async def test_session_execute_is_deprecated_on_sqlmodel_sessions(session: Async
         warnings.simplefilter("always")
         await session.execute(select(Hero))  # the SQLAlchemy API; SQLModel wants exec()
     assert any(issubclass(w.category, DeprecationWarning) for w in caught)
+
+
+def test_without_greenlet_importing_the_asyncio_extension_fails() -> None:
+    """The ImportError comes at `import sqlalchemy.ext.asyncio`, not at the first query.
+
+    The message quoted in references/troubleshooting.md is the one the import raises.
+    """
+    program = (
+        "import sys\n"
+        "sys.modules['greenlet'] = None  # as if greenlet were not installed\n"
+        "import sqlalchemy, sqlmodel  # the sync parts import fine\n"
+        "print('sync ok', flush=True)\n"
+        "import sqlalchemy.ext.asyncio\n"
+        "print('asyncio extension imported')\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 1
+    assert result.stdout == "sync ok\n"
+    raised = result.stderr.strip().splitlines()[-1]
+    assert raised.startswith("ImportError: The SQLAlchemy asyncio module requires")
+    reference = (Path(__file__).parents[1] / "references" / "troubleshooting.md").read_text()
+    assert f"**`{raised}`**" in reference

@@ -6,12 +6,36 @@ Production never calls create_all: Alembic migrations own the schema there.
 import asyncio
 
 import uvicorn
+from pydantic_settings import BaseSettings, InitSettingsSource, PydanticBaseSettingsSource
 from sqlmodel import SQLModel, select
 
 from examples.app.db import create_engine, create_session_factory
 from examples.app.main import create_app
 from examples.app.models import Hero, Power, Team
 from examples.app.settings import Settings
+
+# The demo's explicit defaults. Production has none: Settings() fails without DATABASE_URL and
+# the app without CURSOR_SECRET.
+DEMO_DEFAULTS = {
+    "database_url": "sqlite+aiosqlite:///./app.db",
+    "cursor_secret": "demo-only-cursor-secret: never use in production",
+}
+
+
+class DemoSettings(Settings):
+    """Settings with the demo's defaults last: the environment and .env still win."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        demo = InitSettingsSource(settings_cls, init_kwargs=DEMO_DEFAULTS)
+        return init_settings, env_settings, dotenv_settings, file_secret_settings, demo
 
 
 async def create_demo_database(settings: Settings) -> None:
@@ -36,7 +60,7 @@ async def create_demo_database(settings: Settings) -> None:
 
 
 def main() -> None:
-    settings = Settings()
+    settings = DemoSettings()
     asyncio.run(create_demo_database(settings))
     uvicorn.run(create_app(settings), host="127.0.0.1", port=8000)
 

@@ -1,5 +1,6 @@
 """The FastAPI application: the lifespan owns the engine and disposes it at shutdown."""
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -11,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from examples.app.api import health, heroes, powers, teams
+from examples.app.api.deps import cursor_secret
 from examples.app.db import (
     check_connection_budget,
     create_engine,
@@ -38,14 +40,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[AppState]:
+        cursor_secret(settings)  # no CURSOR_SECRET: refuse to start (cursors must outlive us)
         engine = create_engine(settings)
         replica_url = settings.read_replica_url
         replica = create_engine(settings, replica_url.get_secret_value()) if replica_url else None
         try:
             try:
-                await check_connection_budget(engine, settings)
+                # Bounded: a host that never answers would hold startup for the driver's own
+                # connect timeout (asyncpg: 60 s).
+                async with asyncio.timeout(settings.connect_timeout):
+                    await check_connection_budget(engine, settings)
             except (OSError, DBAPIError, TimeoutError):
-                # Start anyway: /health reports 503 until the database is back.
+                # Start anyway: /health/ready reports 503 until the database is back.
                 logger.warning("database unreachable at startup", exc_info=True)
             log_slow_queries(engine, settings.slow_query_ms)
             if settings.opentelemetry:

@@ -1,20 +1,21 @@
 """Configuration read from the environment (and an optional .env file)."""
 
-import secrets
+from typing import Any
 
-from pydantic import Field, SecretStr
+from pydantic import SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import URL
 
 
 # --8<-- [start:settings]
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+    # hide_input_in_errors: a validation error never prints the values (passwords).
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", hide_input_in_errors=True)
 
-    # sqlite+aiosqlite:///./app.db | postgresql+asyncpg://user:pw@host/db
-    # | mysql+aiomysql://user:pw@host/db?charset=utf8mb4
-    # SecretStr: the password stays out of reprs, logs and error pages.
-    database_url: SecretStr = SecretStr("sqlite+aiosqlite:///./app.db")
+    # Required, no default: a missing DATABASE_URL is an error, not a silent local SQLite file.
+    # postgresql+asyncpg://user:pw@host/db | mysql+aiomysql://user:pw@host/db?charset=utf8mb4
+    # | sqlite+aiosqlite:///./app.db. SecretStr: the password stays out of reprs and logs.
+    database_url: SecretStr
     read_replica_url: SecretStr | None = None
     echo_sql: bool = False
 
@@ -27,13 +28,23 @@ class Settings(BaseSettings):
 
     application_name: str = "async-sqlmodel"  # how the app's sessions appear on the server
     statement_timeout_ms: int = 15_000  # the server cancels longer statements
-    health_timeout: float = 2.0  # below pool_timeout: /health answers 503 quickly
+    connect_timeout: float = 5.0  # the startup check gives up; the app starts, not ready
+    health_timeout: float = 2.0  # below pool_timeout: /health/ready answers 503 quickly
     slow_query_ms: float = 500.0  # log statements slower than this
     opentelemetry: bool = False  # spans for every statement (needs the otel extra)
 
-    # Signs pagination cursors. Set it in production (and the same on every worker): the
-    # random default makes cursors from another process or an earlier start invalid.
-    cursor_secret: SecretStr = Field(default_factory=lambda: SecretStr(secrets.token_hex(32)))
+    # Signs pagination cursors: at least 16 random bytes, the same on every worker and across
+    # restarts. No default: the app refuses to start without it (see api/deps.py).
+    cursor_secret: SecretStr | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def require_database_url(cls, values: Any) -> Any:
+        if isinstance(values, dict) and not values.get("database_url"):
+            raise ValueError(
+                "DATABASE_URL is not set: export it (e.g. postgresql+asyncpg://user:pw@host/db)"
+            )
+        return values
 
 
 # --8<-- [end:settings]

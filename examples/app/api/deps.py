@@ -41,7 +41,14 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 # --8<-- [start:service_dependencies]
 def cursor_secret(settings: Settings) -> bytes:
-    return settings.cursor_secret.get_secret_value().encode()
+    """The lifespan calls this at startup: a missing secret stops the app before it serves."""
+    secret = settings.cursor_secret.get_secret_value().encode() if settings.cursor_secret else b""
+    if len(secret) < 16:
+        raise RuntimeError(
+            "CURSOR_SECRET is not set (or shorter than 16 bytes): set the same random value"
+            " on every worker, e.g. python -c 'import secrets; print(secrets.token_hex(32))'"
+        )
+    return secret
 
 
 def get_hero_service(session: SessionDep, settings: SettingsDep) -> HeroService:

@@ -1,4 +1,4 @@
-"""/health: can the app reach its database right now, and how busy is the pool."""
+"""Probes: /health/live (the process answers) and /health/ready (the database answers too)."""
 
 import asyncio
 from typing import Any
@@ -25,8 +25,15 @@ def pool_metrics(engine: AsyncEngine) -> dict[str, Any]:
     return metrics
 
 
-@router.get("/health", responses={503: {"description": "Database unreachable or pool full"}})
-async def health(request: Request) -> JSONResponse:
+@router.get("/health/live")
+async def live() -> dict[str, str]:
+    # Liveness never touches the database: a database outage must not restart every pod.
+    return {"status": "ok"}
+
+
+@router.get("/health/ready", responses={503: {"description": "Database unreachable or pool full"}})
+async def ready(request: Request) -> JSONResponse:
+    # Readiness: while it says 503, the orchestrator sends this pod no traffic.
     engine: AsyncEngine = request.state.engine
     settings: Settings = request.state.settings
     pool = pool_metrics(engine)  # before our own checkout
