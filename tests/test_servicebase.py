@@ -412,7 +412,7 @@ async def test_hard_delete(heroes: HeroService) -> None:
 
 
 async def test_upsert_inserts_then_updates_in_one_statement(
-    engine: AsyncEngine, heroes: HeroService
+    backend: Backend, engine: AsyncEngine, heroes: HeroService
 ) -> None:
     first = await heroes.upsert(hero("Deadpond", age=1), conflict=["secret_name"])
     assert (first.age, first.version) == (1, 1)
@@ -421,10 +421,103 @@ async def test_upsert_inserts_then_updates_in_one_statement(
         await heroes.upsert_many(
             [hero("Deadpond", age=2), hero("Rusty-Man", age=3)], conflict=["secret_name"]
         )
-    assert [s.split()[0] for s in log.statements] == ["INSERT"]
+    # MySQL first checks the other unique keys (SELECT ... FOR UPDATE).
+    check = ["SELECT"] if backend.name == "mysql" else []
+    assert [s.split()[0] for s in log.statements] == [*check, "INSERT"]
     again = await heroes.get(first.id)  # revived: upserting clears deleted_at
     assert (again.age, again.version) == (2, 3)  # versions: insert 1, soft delete 2, upsert 3
     assert await heroes.count() == 2
+
+
+async def test_upsert_never_overwrites_a_row_hit_by_another_unique_key(
+    heroes: HeroService, teams: TeamService
+) -> None:
+    # MySQL's ON DUPLICATE KEY UPDATE fires on any unique key, not only the conflict target.
+    team = await teams.create(TeamCreate(name="Preventers", headquarters="Sharp Tower"))
+    await heroes.create_many(
+        [
+            hero("Rusty-Man", secret_name="Tommy", age=48, team_id=team.id),
+            hero("Other", secret_name="Other", age=30, team_id=team.id),
+        ]
+    )
+    # No row has secret_name "NEW"; the row collides with "Other" on (name, team_id) only.
+    clash = hero("Other", secret_name="NEW", age=99, team_id=team.id)
+    with pytest.raises(Conflict):
+        async with heroes.session.begin_nested():
+            await heroes.upsert_many([clash], conflict=["secret_name"])
+    ages = await raw_rows(heroes.session, "SELECT name, age FROM hero ORDER BY name")
+    assert [tuple(row) for row in ages] == [("Other", 30), ("Rusty-Man", 48)]
+
+
+async def test_upsert_refuses_a_row_whose_target_collides_on_another_key(
+    heroes: HeroService, teams: TeamService
+) -> None:
+    team = await teams.create(TeamCreate(name="Preventers", headquarters="Sharp Tower"))
+    await heroes.create_many(
+        [
+            hero("Rusty-Man", secret_name="Tommy", age=48, team_id=team.id),
+            hero("Other", secret_name="Other", age=30, team_id=team.id),
+        ]
+    )
+    # Targets Tommy's row, but renaming it to "Other" would collide with the other hero.
+    clash = hero("Other", secret_name="Tommy", age=99, team_id=team.id)
+    with pytest.raises(Conflict):
+        async with heroes.session.begin_nested():
+            await heroes.upsert_many([clash], conflict=["secret_name"])
+    ages = await raw_rows(heroes.session, "SELECT name, age FROM hero ORDER BY name")
+    assert [tuple(row) for row in ages] == [("Other", 30), ("Rusty-Man", 48)]
+
+
+@pytest.mark.backends("mysql")
+async def test_mysql_upsert_guard_alone_never_overwrites(
+    heroes: HeroService, teams: TeamService
+) -> None:
+    # Without the check (as if another transaction inserted "Other" after it), the guarded
+    # ON DUPLICATE KEY UPDATE leaves the other row as it was.
+    class Unchecked(HeroService):
+        async def _refuse_other_key_hits(self, rows: Any, conflict: Any) -> None:
+            return None
+
+    team = await teams.create(TeamCreate(name="Preventers", headquarters="Sharp Tower"))
+    await heroes.create(hero("Other", secret_name="Other", age=30, team_id=team.id))
+    unchecked = Unchecked(heroes.session, cursor_secret=SECRET)
+    clash = hero("Other", secret_name="NEW", age=99, team_id=team.id)
+    await unchecked.upsert_many([clash], conflict=["secret_name"])
+    rows = await raw_rows(heroes.session, "SELECT secret_name, age, version FROM hero")
+    assert [tuple(row) for row in rows] == [("Other", 30, 1)]
+
+
+async def test_upsert_refuses_the_same_key_twice_in_one_batch(
+    heroes: HeroService, teams: TeamService
+) -> None:
+    # PostgreSQL would fail with "ON CONFLICT DO UPDATE command cannot affect row a second
+    # time"; SQLite and MySQL would keep the last one. Refused up front, on every backend.
+    rows = [
+        {"name": "A", "secret_name": "dup", "age": 1},
+        {"name": "B", "secret_name": "dup", "age": 2},
+    ]
+    with pytest.raises(Conflict, match="secret_name more than once"):
+        await import_heroes(heroes, rows)
+    team = await teams.create(TeamCreate(name="Preventers", headquarters="Sharp Tower"))
+    same_name_and_team = [
+        hero("A", secret_name="one", team_id=team.id),
+        hero("A", secret_name="two", team_id=team.id),
+    ]
+    with pytest.raises(Conflict, match="name, team_id more than once"):
+        await heroes.upsert_many(same_name_and_team, conflict=["secret_name"])
+    assert await heroes.count() == 0
+    # NULLs never collide: the same name without a team is two rows.
+    no_team = [hero("A", secret_name="one"), hero("A", secret_name="two")]
+    await heroes.upsert_many(no_team, conflict=["secret_name"])
+    assert await heroes.count() == 2
+
+
+async def test_upsert_updates_only_the_fields_sent(heroes: HeroService, teams: TeamService) -> None:
+    team = await teams.create(TeamCreate(name="Preventers", headquarters="Sharp Tower"))
+    await heroes.create(hero("Rusty-Man", secret_name="Tommy", age=48, team_id=team.id))
+    partial = HeroCreate(name="Rusty-Man II", secret_name="Tommy")  # no age, no team_id
+    updated = await heroes.upsert(partial, conflict=["secret_name"])
+    assert (updated.name, updated.age, updated.team_id) == ("Rusty-Man II", 48, team.id)
 
 
 async def test_get_or_create_returns_the_existing_row(teams: TeamService) -> None:
@@ -523,14 +616,19 @@ async def test_walkthroughs_run() -> None:
 async def test_statements_per_method(
     backend: Backend, engine: AsyncEngine, heroes: HeroService, teams: TeamService
 ) -> None:
-    # MariaDB has no UPDATE ... RETURNING: server-set columns come back with one more SELECT.
+    # MariaDB has no UPDATE ... RETURNING: server-set columns come back with one more SELECT;
+    # an upsert there first checks the other unique keys (one more SELECT too).
     extra = 1 if backend.name == "mysql" else 0
     created = await heroes.create(hero("Deadpond"))
     calls: list[tuple[str, Any, int]] = [
         ("update", lambda: heroes.update(created.id, HeroUpdate(age=3)), 2 + extra),
         ("delete", lambda: heroes.delete(created.id), 3 + extra),
         ("restore", lambda: heroes.restore(created.id), 2 + extra),
-        ("upsert", lambda: heroes.upsert(hero("Deadpond", age=5), conflict=["secret_name"]), 2),
+        (
+            "upsert",
+            lambda: heroes.upsert(hero("Deadpond", age=5), conflict=["secret_name"]),
+            2 + extra,
+        ),
         ("get_or_create", lambda: teams.get_or_create(TEAM, keys=["name"]), 2),
         ("get_or_create again", lambda: teams.get_or_create(TEAM, keys=["name"]), 2),
     ]
