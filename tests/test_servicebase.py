@@ -528,6 +528,18 @@ async def test_get_or_create_returns_the_existing_row(teams: TeamService) -> Non
     assert again.id == created.id
 
 
+async def test_get_or_create_refuses_a_soft_deleted_match(heroes: HeroService) -> None:
+    doomed = await heroes.create(hero("Other", secret_name="Other"))
+    await heroes.delete(doomed.id)
+    with pytest.raises(Conflict, match="a deleted hero holds this key"):
+        await heroes.get_or_create(hero("X", secret_name="Other"), keys=["secret_name"])
+    restored = await heroes.restore(doomed.id)
+    found, created = await heroes.get_or_create(
+        hero("X", secret_name="Other"), keys=["secret_name"]
+    )
+    assert (found.id, found.name, created) == (restored.id, "Other", False)
+
+
 async def test_constraint_errors_are_safe_to_show(heroes: HeroService, teams: TeamService) -> None:
     await teams.create(TeamCreate(name="Preventers", headquarters="Sharp Tower"))
     with pytest.raises(Conflict) as conflict:

@@ -542,6 +542,10 @@ class ServiceBase(Generic[ModelT, CreateT, UpdateT]):
             .with_for_update(read=True)  # MySQL: read the latest committed row, not a snapshot
             .execution_options(populate_existing=True)
         )
-        return (await self.session.exec(lookup)).one(), created
+        obj = (await self.session.exec(lookup)).one()
+        if self._deleted is not None and getattr(obj, self._deleted.key) is not None:
+            # Never hand out (or silently revive) a deleted row: the caller decides to restore.
+            raise Conflict(f"a deleted {self._name} holds this key; restore it or delete it hard")
+        return obj, created
 
     # --8<-- [end:get_or_create]
