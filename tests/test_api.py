@@ -180,6 +180,7 @@ async def test_hero_list_filters_sort_and_cursor(client: AsyncClient) -> None:
         ("get", "/heroes", {"params": {"limit": "101"}}, 422),
         ("get", "/heroes", {"params": {"offset": "-1"}}, 422),
         ("get", "/heroes/feed", {"params": {"cursor": "forged.cursor"}}, 422),
+        ("get", "/heroes/feed", {"params": {"cursor": "abc.\u00e9"}}, 422),  # non-ASCII signature
         # path parameters
         ("get", f"/teams/{2**31}", {}, 422),
         ("get", "/teams/0", {}, 422),
