@@ -43,6 +43,16 @@ async def create_hero(client: AsyncClient, name: str, **fields: Any) -> dict[str
     return hero
 
 
+async def test_a_unique_hidden_column_answers_taken_through_the_409(client: AsyncClient) -> None:
+    # secret_name is never filterable or returned, but it is UNIQUE: creating answers "taken?".
+    hero = await create_hero(client, "Rusty-Man", secret_name="Tommy Sharp")
+    probe = {"name": "probe", "secret_name": "Tommy Sharp"}
+    error(await client.post("/heroes", json=probe), 409, "Conflict")
+    assert (await client.delete(f"/heroes/{hero['id']}")).status_code == 204
+    error(await client.post("/heroes", json=probe), 409, "Conflict")  # deleted: still taken
+    await create_hero(client, "probe", secret_name="Bruce Wayne")  # free: 201
+
+
 # ---------------------------------------------------------------- full walks
 
 

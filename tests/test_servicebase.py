@@ -77,6 +77,19 @@ async def test_create_many_is_one_insert(engine: AsyncEngine, heroes: HeroServic
     assert [s.split()[0] for s in log.statements] == ["INSERT"]
 
 
+async def test_create_many_with_an_autoincrement_key_is_one_insert_per_row_on_sqlite(
+    backend: Backend, engine: AsyncEngine, teams: TeamService
+) -> None:
+    # SQLite can't promise RETURNING order for rows numbered by the database, so SQLAlchemy
+    # sends one INSERT per row there; PostgreSQL and MariaDB batch 1000 rows per INSERT.
+    items = [TeamCreate(name=f"team {i:04}", headquarters="x") for i in range(2500)]
+    with counting_statements(engine) as log:
+        created = await teams.create_many(items)
+    assert len({team.id for team in created}) == 2500
+    assert {s.split()[0] for s in log.statements} == {"INSERT"}
+    assert log.count == (2500 if backend.name == "sqlite" else 3)
+
+
 async def test_get_one_or_none_refuses_an_ambiguous_filter(heroes: HeroService) -> None:
     await heroes.create_many([hero("Deadpond", age=1), hero("Dead Man", age=1)])
     found = await heroes.get_one_or_none(where("name", "eq", "Deadpond"))
