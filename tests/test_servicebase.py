@@ -5,7 +5,8 @@ from typing import Any
 
 import pytest
 from pydantic import ValidationError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from examples.app.models import HeroStatus, Power, Team
@@ -29,7 +30,7 @@ from examples.servicebase_usage import (
 )
 from examples.servicebase_usage import main as servicebase_usage_main
 from examples.testing import counting_statements
-from tests.conftest import Backend
+from tests.conftest import Backend, _admin_execute
 from tests.support import raw_rows
 
 SECRET = b"cursor-secret-for-tests-0123456789"
@@ -212,6 +213,28 @@ async def test_bad_filters_fail_closed(heroes: HeroService, filter: Any, message
     with pytest.raises(InvalidFilter) as caught:
         await heroes.page(filter)
     assert message in str(caught.value)
+
+
+@pytest.mark.backends("postgresql")
+async def test_postgresql_folds_unicode_case_only_with_a_utf8_ctype(
+    backend: Backend, session: AsyncSession
+) -> None:
+    # The tests' databases inherit the server's C.UTF-8; a database with LC_CTYPE C folds ASCII.
+    folds = "SELECT lower('\u00c9') = '\u00e9' AND '\u00c9LODIE' ILIKE '%\u00e9lodie%'"
+    assert (await raw_rows(session, folds)) == [(True,)]
+    assert backend.server_url is not None
+    name = f"asm_ctype_c_{uuid.uuid4().hex[:8]}"
+    await _admin_execute(
+        backend.server_url,
+        f"CREATE DATABASE {name} TEMPLATE template0 LC_COLLATE 'C' LC_CTYPE 'C' ENCODING 'UTF8'",
+    )
+    try:
+        engine = create_async_engine(backend.server_url.set(database=name), poolclass=NullPool)
+        async with engine.connect() as connection:
+            assert (await connection.exec_driver_sql(folds)).all() == [(False,)]
+        await engine.dispose()
+    finally:
+        await _admin_execute(backend.server_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 async def test_mysql_ignores_trailing_spaces_in_equality(
