@@ -7,7 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from examples.app.db import create_session_factory
+from examples.app.db import create_engine, create_session_factory
 from examples.app.models import Hero, Team
 from examples.app.settings import Settings
 from examples.testing import counting_statements, hero_data, rolled_back_session
@@ -30,6 +30,23 @@ async def test_engine_reaches_the_backend(backend: Backend, engine: AsyncEngine)
 
 
 @pytest.mark.backends("sqlite")
+@pytest.mark.parametrize(
+    "url",
+    [
+        "sqlite+aiosqlite://",
+        "sqlite+aiosqlite:///:memory:",
+        "sqlite+aiosqlite:///file:shared_memory?mode=memory&cache=shared&uri=true",
+    ],
+)
+async def test_create_engine_takes_every_in_memory_sqlite_url(url: str) -> None:
+    engine = create_engine(Settings(database_url=url))
+    try:
+        async with engine.connect() as connection:
+            assert (await connection.execute(text("SELECT 1"))).scalar_one() == 1
+    finally:
+        await engine.dispose()
+
+
 async def test_sqlite_connections_get_the_pragmas(engine: AsyncEngine) -> None:
     async with engine.connect() as conn:
         pragma = {
