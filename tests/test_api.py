@@ -1,5 +1,6 @@
 """references/fastapi-integration.md: the reference app over HTTP, on every backend."""
 
+import asyncio
 import json
 from typing import Any
 
@@ -41,6 +42,17 @@ async def create_hero(client: AsyncClient, name: str, **fields: Any) -> dict[str
     hero: dict[str, Any] = response.json()
     assert "secret_name" not in hero
     return hero
+
+
+async def test_concurrent_requests_through_the_test_client_run_one_at_a_time(
+    client: AsyncClient,
+) -> None:
+    # Every session shares the test's one connection: app_client serialises the requests.
+    bodies = [{"name": f"gathered {i}", "secret_name": f"gathered {i}"} for i in range(5)]
+    responses = await asyncio.gather(*(client.post("/heroes", json=body) for body in bodies))
+    assert [response.status_code for response in responses] == [201] * 5
+    listed = (await client.get("/heroes", params={"name__startswith": "gathered"})).json()
+    assert listed["total"] == 5
 
 
 async def test_a_unique_hidden_column_answers_taken_through_the_409(client: AsyncClient) -> None:
