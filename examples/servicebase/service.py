@@ -156,7 +156,8 @@ class ServiceBase(Generic[ModelT, CreateT, UpdateT]):
         return obj
 
     async def create_many(self, items: Sequence[CreateT]) -> list[ModelT]:
-        """One multi-row INSERT ... RETURNING per 1000 rows where the dialect has RETURNING."""
+        """One multi-row INSERT ... RETURNING per 1000 rows; on SQLite only for client-made keys
+        (UUID): a database-numbered key is one INSERT per row there."""
         objs = [self.model.model_validate(item) for item in items]
         self.session.add_all(objs)
         await self._flush()
