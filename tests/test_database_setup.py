@@ -29,7 +29,6 @@ async def test_engine_reaches_the_backend(backend: Backend, engine: AsyncEngine)
     assert engine.dialect.name == backend.name
 
 
-@pytest.mark.backends("sqlite")
 @pytest.mark.parametrize(
     "url",
     [
@@ -47,6 +46,7 @@ async def test_create_engine_takes_every_in_memory_sqlite_url(url: str) -> None:
         await engine.dispose()
 
 
+@pytest.mark.backends("sqlite")
 async def test_sqlite_connections_get_the_pragmas(engine: AsyncEngine) -> None:
     async with engine.connect() as conn:
         pragma = {
