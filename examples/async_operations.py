@@ -42,7 +42,8 @@ async def count_heroes(session: AsyncSession) -> int:
 # --8<-- [start:bulk_statements]
 async def retire_everyone_older_than(session: AsyncSession, age: int) -> int:
     # One UPDATE for all matching rows; no objects loaded. synchronize_session=False: objects
-    # already in this session keep their old values until they are read again.
+    # already in this session keep their old values, even when a later query returns them,
+    # until expired (commit, expire_all) or re-read with populate_existing=True.
     statement = (
         update(Hero)
         .where(col(Hero.age) > age)
@@ -79,6 +80,7 @@ async def add_team_unless_taken(session: AsyncSession, name: str) -> bool:
 # --8<-- [start:raw_sql]
 async def heroes_named(session: AsyncSession, name: str) -> int:
     # Values go in as bound parameters (:name), never formatted into the SQL string.
+    await session.flush()  # connection.execute() skips autoflush: pending rows would be missed
     connection = await session.connection()  # the session's own connection and transaction
     result = await connection.execute(
         text("SELECT count(*) FROM hero WHERE name = :name"), {"name": name}

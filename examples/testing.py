@@ -5,6 +5,7 @@ counting_statements: assert how many queries a block sends (N+1 detection).
 app_client: an HTTP client for the app with its lifespan running, its sessions on the test's.
 """
 
+import asyncio
 import itertools
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -17,6 +18,7 @@ from httpx import ASGITransport, AsyncClient
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
+from starlette.types import Receive, Scope, Send
 
 from examples.app.api.deps import get_session_factory
 from examples.app.schemas import HeroCreate
@@ -105,7 +107,9 @@ async def app_client(app: FastAPI, session: AsyncSession) -> AsyncIterator[Async
 
     Every session the app opens (requests, background tasks, streams) joins the test session's
     transaction on its connection, so their commits release savepoints and nothing stays.
-    httpx's ASGITransport alone would not run the lifespan: LifespanManager does.
+    That one connection can't serve two requests at once: requests run one at a time (a lock),
+    so asyncio.gather over requests works but is not concurrent. Test real concurrency with
+    real commits. httpx's ASGITransport alone would not run the lifespan: LifespanManager does.
     """
     app.dependency_overrides[get_session_factory] = lambda: async_sessionmaker(
         bind=session.bind,
@@ -113,12 +117,17 @@ async def app_client(app: FastAPI, session: AsyncSession) -> AsyncIterator[Async
         expire_on_commit=False,
         join_transaction_mode="create_savepoint",
     )
+    one_at_a_time = asyncio.Lock()
     try:
-        async with (
-            LifespanManager(app) as manager,
-            AsyncClient(transport=ASGITransport(app=manager.app), base_url="http://test") as client,
-        ):
-            yield client
+        async with LifespanManager(app) as manager:
+
+            async def serialised(scope: Scope, receive: Receive, send: Send) -> None:
+                async with one_at_a_time:  # interleaved savepoints would break the connection
+                    await manager.app(scope, receive, send)
+
+            transport = ASGITransport(app=serialised)
+            async with AsyncClient(transport=transport, base_url="http://test") as client:
+                yield client
     finally:
         app.dependency_overrides.clear()
 

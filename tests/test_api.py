@@ -1,5 +1,6 @@
 """references/fastapi-integration.md: the reference app over HTTP, on every backend."""
 
+import asyncio
 import json
 from typing import Any
 
@@ -41,6 +42,27 @@ async def create_hero(client: AsyncClient, name: str, **fields: Any) -> dict[str
     hero: dict[str, Any] = response.json()
     assert "secret_name" not in hero
     return hero
+
+
+async def test_concurrent_requests_through_the_test_client_run_one_at_a_time(
+    client: AsyncClient,
+) -> None:
+    # Every session shares the test's one connection: app_client serialises the requests.
+    bodies = [{"name": f"gathered {i}", "secret_name": f"gathered {i}"} for i in range(5)]
+    responses = await asyncio.gather(*(client.post("/heroes", json=body) for body in bodies))
+    assert [response.status_code for response in responses] == [201] * 5
+    listed = (await client.get("/heroes", params={"name__startswith": "gathered"})).json()
+    assert listed["total"] == 5
+
+
+async def test_a_unique_hidden_column_answers_taken_through_the_409(client: AsyncClient) -> None:
+    # secret_name is never filterable or returned, but it is UNIQUE: creating answers "taken?".
+    hero = await create_hero(client, "Rusty-Man", secret_name="Tommy Sharp")
+    probe = {"name": "probe", "secret_name": "Tommy Sharp"}
+    error(await client.post("/heroes", json=probe), 409, "Conflict")
+    assert (await client.delete(f"/heroes/{hero['id']}")).status_code == 204
+    error(await client.post("/heroes", json=probe), 409, "Conflict")  # deleted: still taken
+    await create_hero(client, "probe", secret_name="Bruce Wayne")  # free: 201
 
 
 # ---------------------------------------------------------------- full walks
@@ -180,6 +202,7 @@ async def test_hero_list_filters_sort_and_cursor(client: AsyncClient) -> None:
         ("get", "/heroes", {"params": {"limit": "101"}}, 422),
         ("get", "/heroes", {"params": {"offset": "-1"}}, 422),
         ("get", "/heroes/feed", {"params": {"cursor": "forged.cursor"}}, 422),
+        ("get", "/heroes/feed", {"params": {"cursor": "abc.\u00e9"}}, 422),  # non-ASCII signature
         # path parameters
         ("get", f"/teams/{2**31}", {}, 422),
         ("get", "/teams/0", {}, 422),

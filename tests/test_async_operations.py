@@ -7,13 +7,19 @@ from collections.abc import AsyncIterator
 
 import pytest
 from sqlalchemy import delete
-from sqlalchemy.exc import IntegrityError, InvalidRequestError, PendingRollbackError
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
-from sqlmodel import col, select, update
+from sqlalchemy.exc import (
+    IntegrityError,
+    InvalidRequestError,
+    OperationalError,
+    PendingRollbackError,
+)
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlmodel import SQLModel, col, func, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from examples.app.db import create_session_factory
+from examples.app.db import create_engine, create_session_factory
 from examples.app.models import Hero, Team
+from examples.app.settings import Settings
 from examples.async_operations import (
     add_team_unless_taken,
     count_heroes,
@@ -74,6 +80,25 @@ async def test_raw_sql_binds_values(session: AsyncSession) -> None:
     assert await count_heroes(session) == 1
 
 
+async def test_raw_sql_sees_pending_rows(session: AsyncSession) -> None:
+    # connection.execute() bypasses the session's autoflush; heroes_named flushes first.
+    session.add(Hero(name="pending", secret_name="p"))
+    assert await heroes_named(session, "pending") == 1
+
+
+async def test_bulk_update_leaves_loaded_objects_stale_until_refreshed(
+    session: AsyncSession,
+) -> None:
+    await add_heroes(session, 30, 50, 60)
+    loaded = (await session.exec(select(Hero).where(Hero.name == "h1"))).one()
+    assert await retire_everyone_older_than(session, 40) == 2
+    again = (await session.exec(select(Hero).where(Hero.name == "h1"))).one()
+    assert again is loaded
+    assert again.status == "active"  # a plain re-read does not overwrite loaded attributes
+    fresh = select(Hero).where(Hero.name == "h1").execution_options(populate_existing=True)
+    assert (await session.exec(fresh)).one().status == "retired"
+
+
 async def test_streaming_is_one_query(engine: AsyncEngine, session: AsyncSession) -> None:
     await add_heroes(session, *range(1200))
     with counting_statements(engine) as log:
@@ -97,6 +122,31 @@ async def test_one_session_per_task(session_factory: async_sessionmaker[AsyncSes
     async with unit_of_work(session_factory) as session:
         await add_heroes(session, 1, 2)
     assert await count_in_parallel(session_factory) == [2, 2, 2]
+
+
+async def test_in_memory_sqlite_sessions_share_one_connection() -> None:
+    # A plain engine: no error, but every session shares one connection and one transaction.
+    plain = create_async_engine("sqlite+aiosqlite:///:memory:")
+    async with plain.begin() as conn:
+        await conn.run_sync(SQLModel.metadata.create_all)
+    factory = create_session_factory(plain)
+    assert await count_in_parallel(factory) == [0, 0, 0]
+    async with factory() as writer, factory() as other:
+        writer.add(Team(name="Preventers", headquarters="Sharp Tower"))
+        await writer.flush()
+        assert (await other.exec(select(func.count()).select_from(Team))).one() == 1
+        await other.rollback()  # rolls back the writer's insert too
+        await writer.commit()
+    async with factory() as reader:
+        assert (await reader.exec(select(func.count()).select_from(Team))).one() == 0
+    await plain.dispose()
+    # The project's engine (BEGIN IMMEDIATE per transaction) fails instead.
+    ours = create_engine(Settings(database_url="sqlite+aiosqlite:///:memory:"))
+    async with ours.begin() as conn:
+        await conn.run_sync(SQLModel.metadata.create_all)
+    with pytest.raises(OperationalError, match="cannot start a transaction within a transaction"):
+        await count_in_parallel(create_session_factory(ours))
+    await ours.dispose()
 
 
 async def test_a_deadlock_is_retried_and_each_unit_applies_once(
@@ -173,6 +223,30 @@ async def test_sharing_a_session_between_tasks_fails(
     async with session_factory() as session:
         with pytest.raises(InvalidRequestError, match="concurrent operations are not permitted"):
             await share_one_session(session)
+
+
+# SQLAlchemy also warns "Usage of the 'Session.add()' operation is not currently supported
+# within the execution stage of the flush process" when a task adds while another flushes.
+@pytest.mark.filterwarnings("ignore:Usage of the 'Session.add:sqlalchemy.exc.SAWarning")
+async def test_a_warm_shared_session_interleaves_reads_and_refuses_concurrent_flushes(
+    session_factory: async_sessionmaker[AsyncSession],
+) -> None:
+    async with session_factory() as session:
+        await session.exec(select(Hero))  # the session now holds a connection
+        await share_one_session(session)  # no error: the driver serialises the reads
+
+        async def add_and_flush(i: int) -> None:
+            session.add(Hero(name=f"w{i}", secret_name=f"w{i}"))
+            await session.flush()
+
+        results = await asyncio.gather(
+            *(add_and_flush(i) for i in range(5)), return_exceptions=True
+        )
+        errors = [result for result in results if isinstance(result, BaseException)]
+        assert errors
+        assert all(isinstance(error, InvalidRequestError) for error in errors)
+        assert "Session is already flushing" in str(errors[0])
+        await session.rollback()
 
 
 async def test_using_a_session_after_a_failed_flush(session: AsyncSession) -> None:

@@ -15,7 +15,7 @@ from sqlmodel import func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from examples.app.__main__ import DemoSettings, create_demo_database
-from examples.app.db import create_session_factory
+from examples.app.db import create_engine, create_session_factory
 from examples.app.main import create_app
 from examples.app.models import Hero, Team
 from examples.app.settings import Settings
@@ -84,6 +84,23 @@ async def test_engine_reaches_the_backend(backend: Backend, engine: AsyncEngine)
     async with engine.connect() as conn:
         assert (await conn.execute(text("SELECT 1"))).scalar_one() == 1
     assert engine.dialect.name == backend.name
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "sqlite+aiosqlite://",
+        "sqlite+aiosqlite:///:memory:",
+        "sqlite+aiosqlite:///file:shared_memory?mode=memory&cache=shared&uri=true",
+    ],
+)
+async def test_create_engine_takes_every_in_memory_sqlite_url(url: str) -> None:
+    engine = create_engine(Settings(database_url=url))
+    try:
+        async with engine.connect() as connection:
+            assert (await connection.execute(text("SELECT 1"))).scalar_one() == 1
+    finally:
+        await engine.dispose()
 
 
 @pytest.mark.backends("sqlite")

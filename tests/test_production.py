@@ -14,8 +14,9 @@ import pytest
 from asgi_lifespan import LifespanManager
 from httpx import ASGITransport, AsyncClient
 from pydantic import SecretStr
-from sqlalchemy import text
+from sqlalchemy import insert, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 from sqlalchemy.pool import NullPool
 from sqlmodel import col, delete, select
@@ -505,6 +506,32 @@ async def test_slow_queries_are_logged_without_parameters(
     messages = [r.getMessage() for r in caplog.records if r.name == "examples.app.slow_queries"]
     assert any("slow query" in m and "FROM hero" in m for m in messages)
     assert not any("Secret Identity 42" in m for m in messages)
+
+
+@pytest.mark.usefixtures("engine")  # the tables
+async def test_echo_sql_and_errors_show_no_parameter_values(
+    backend: Backend, caplog: pytest.LogCaptureFixture
+) -> None:
+    secret = f"Tommy Sharp {secrets.token_hex(4)}"
+    settings = backend.settings().model_copy(update={"echo_sql": True})
+    engine = create_engine(settings)
+    caplog.set_level(logging.INFO, logger="sqlalchemy.engine")
+    try:
+        async with engine.connect() as connection:
+            await connection.execute(insert(Hero).values(name="Echo", secret_name=secret))
+            with pytest.raises(IntegrityError) as duplicate:
+                await connection.execute(insert(Hero).values(name="Echo 2", secret_name=secret))
+            await connection.rollback()
+    finally:
+        await engine.dispose()
+    logged = "\n".join(r.getMessage() for r in caplog.records if r.name.startswith("sqlalchemy"))
+    assert "INSERT INTO hero" in logged  # echo_sql still logs the SQL
+    assert secret not in logged
+    message = str(duplicate.value)
+    assert "[SQL parameters hidden due to hide_parameters=True]" in message
+    # MySQL's own error text quotes the value ("Duplicate entry '...' for key ..."): never show
+    # an exception's text to a client (the service's errors don't).
+    assert (secret in message) == (backend.name == "mysql")
 
 
 RoutingLogs = tuple[async_sessionmaker[AsyncSession], StatementLog, StatementLog]

@@ -5,7 +5,8 @@ from typing import Any
 
 import pytest
 from pydantic import ValidationError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from examples.app.models import HeroStatus, Power, Team
@@ -29,7 +30,7 @@ from examples.servicebase_usage import (
 )
 from examples.servicebase_usage import main as servicebase_usage_main
 from examples.testing import counting_statements
-from tests.conftest import Backend
+from tests.conftest import Backend, _admin_execute
 from tests.support import raw_rows
 
 SECRET = b"cursor-secret-for-tests-0123456789"
@@ -75,6 +76,19 @@ async def test_create_many_is_one_insert(engine: AsyncEngine, heroes: HeroServic
     assert len({h.id for h in created}) == 250
     assert all(h.created_at is not None for h in created)  # server defaults came back too
     assert [s.split()[0] for s in log.statements] == ["INSERT"]
+
+
+async def test_create_many_with_an_autoincrement_key_is_one_insert_per_row_on_sqlite(
+    backend: Backend, engine: AsyncEngine, teams: TeamService
+) -> None:
+    # SQLite can't promise RETURNING order for rows numbered by the database, so SQLAlchemy
+    # sends one INSERT per row there; PostgreSQL and MariaDB batch 1000 rows per INSERT.
+    items = [TeamCreate(name=f"team {i:04}", headquarters="x") for i in range(2500)]
+    with counting_statements(engine) as log:
+        created = await teams.create_many(items)
+    assert len({team.id for team in created}) == 2500
+    assert {s.split()[0] for s in log.statements} == {"INSERT"}
+    assert log.count == (2500 if backend.name == "sqlite" else 3)
 
 
 async def test_get_one_or_none_refuses_an_ambiguous_filter(heroes: HeroService) -> None:
@@ -199,6 +213,28 @@ async def test_bad_filters_fail_closed(heroes: HeroService, filter: Any, message
     with pytest.raises(InvalidFilter) as caught:
         await heroes.page(filter)
     assert message in str(caught.value)
+
+
+@pytest.mark.backends("postgresql")
+async def test_postgresql_folds_unicode_case_only_with_a_utf8_ctype(
+    backend: Backend, session: AsyncSession
+) -> None:
+    # The tests' databases inherit the server's C.UTF-8; a database with LC_CTYPE C folds ASCII.
+    folds = "SELECT lower('\u00c9') = '\u00e9' AND '\u00c9LODIE' ILIKE '%\u00e9lodie%'"
+    assert (await raw_rows(session, folds)) == [(True,)]
+    assert backend.server_url is not None
+    name = f"asm_ctype_c_{uuid.uuid4().hex[:8]}"
+    await _admin_execute(
+        backend.server_url,
+        f"CREATE DATABASE {name} TEMPLATE template0 LC_COLLATE 'C' LC_CTYPE 'C' ENCODING 'UTF8'",
+    )
+    try:
+        engine = create_async_engine(backend.server_url.set(database=name), poolclass=NullPool)
+        async with engine.connect() as connection:
+            assert (await connection.exec_driver_sql(folds)).all() == [(False,)]
+        await engine.dispose()
+    finally:
+        await _admin_execute(backend.server_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 async def test_mysql_ignores_trailing_spaces_in_equality(
@@ -332,7 +368,7 @@ async def test_tampered_or_foreign_cursors_are_rejected(heroes: HeroService) -> 
     assert cursor is not None
     body, _, signature = cursor.partition(".")
     forged = body[:-2] + ("A" if body[-2] != "A" else "B") + body[-1] + "." + signature
-    for bad in (forged, "garbage", cursor + "x", ""):
+    for bad in (forged, "garbage", cursor + "x", "", "abc.\u00e9", body + ".\u00e9"):
         with pytest.raises(InvalidFilter, match="invalid cursor"):
             await heroes.page_by_cursor(sort="age", limit=2, cursor=bad)
     with pytest.raises(InvalidFilter, match="different filter or sort"):
@@ -412,7 +448,7 @@ async def test_hard_delete(heroes: HeroService) -> None:
 
 
 async def test_upsert_inserts_then_updates_in_one_statement(
-    engine: AsyncEngine, heroes: HeroService
+    backend: Backend, engine: AsyncEngine, heroes: HeroService
 ) -> None:
     first = await heroes.upsert(hero("Deadpond", age=1), conflict=["secret_name"])
     assert (first.age, first.version) == (1, 1)
@@ -421,10 +457,103 @@ async def test_upsert_inserts_then_updates_in_one_statement(
         await heroes.upsert_many(
             [hero("Deadpond", age=2), hero("Rusty-Man", age=3)], conflict=["secret_name"]
         )
-    assert [s.split()[0] for s in log.statements] == ["INSERT"]
+    # MySQL first checks the other unique keys (SELECT ... FOR UPDATE).
+    check = ["SELECT"] if backend.name == "mysql" else []
+    assert [s.split()[0] for s in log.statements] == [*check, "INSERT"]
     again = await heroes.get(first.id)  # revived: upserting clears deleted_at
     assert (again.age, again.version) == (2, 3)  # versions: insert 1, soft delete 2, upsert 3
     assert await heroes.count() == 2
+
+
+async def test_upsert_never_overwrites_a_row_hit_by_another_unique_key(
+    heroes: HeroService, teams: TeamService
+) -> None:
+    # MySQL's ON DUPLICATE KEY UPDATE fires on any unique key, not only the conflict target.
+    team = await teams.create(TeamCreate(name="Preventers", headquarters="Sharp Tower"))
+    await heroes.create_many(
+        [
+            hero("Rusty-Man", secret_name="Tommy", age=48, team_id=team.id),
+            hero("Other", secret_name="Other", age=30, team_id=team.id),
+        ]
+    )
+    # No row has secret_name "NEW"; the row collides with "Other" on (name, team_id) only.
+    clash = hero("Other", secret_name="NEW", age=99, team_id=team.id)
+    with pytest.raises(Conflict):
+        async with heroes.session.begin_nested():
+            await heroes.upsert_many([clash], conflict=["secret_name"])
+    ages = await raw_rows(heroes.session, "SELECT name, age FROM hero ORDER BY name")
+    assert [tuple(row) for row in ages] == [("Other", 30), ("Rusty-Man", 48)]
+
+
+async def test_upsert_refuses_a_row_whose_target_collides_on_another_key(
+    heroes: HeroService, teams: TeamService
+) -> None:
+    team = await teams.create(TeamCreate(name="Preventers", headquarters="Sharp Tower"))
+    await heroes.create_many(
+        [
+            hero("Rusty-Man", secret_name="Tommy", age=48, team_id=team.id),
+            hero("Other", secret_name="Other", age=30, team_id=team.id),
+        ]
+    )
+    # Targets Tommy's row, but renaming it to "Other" would collide with the other hero.
+    clash = hero("Other", secret_name="Tommy", age=99, team_id=team.id)
+    with pytest.raises(Conflict):
+        async with heroes.session.begin_nested():
+            await heroes.upsert_many([clash], conflict=["secret_name"])
+    ages = await raw_rows(heroes.session, "SELECT name, age FROM hero ORDER BY name")
+    assert [tuple(row) for row in ages] == [("Other", 30), ("Rusty-Man", 48)]
+
+
+@pytest.mark.backends("mysql")
+async def test_mysql_upsert_guard_alone_never_overwrites(
+    heroes: HeroService, teams: TeamService
+) -> None:
+    # Without the check (as if another transaction inserted "Other" after it), the guarded
+    # ON DUPLICATE KEY UPDATE leaves the other row as it was.
+    class Unchecked(HeroService):
+        async def _refuse_other_key_hits(self, rows: Any, conflict: Any) -> None:
+            return None
+
+    team = await teams.create(TeamCreate(name="Preventers", headquarters="Sharp Tower"))
+    await heroes.create(hero("Other", secret_name="Other", age=30, team_id=team.id))
+    unchecked = Unchecked(heroes.session, cursor_secret=SECRET)
+    clash = hero("Other", secret_name="NEW", age=99, team_id=team.id)
+    await unchecked.upsert_many([clash], conflict=["secret_name"])
+    rows = await raw_rows(heroes.session, "SELECT secret_name, age, version FROM hero")
+    assert [tuple(row) for row in rows] == [("Other", 30, 1)]
+
+
+async def test_upsert_refuses_the_same_key_twice_in_one_batch(
+    heroes: HeroService, teams: TeamService
+) -> None:
+    # PostgreSQL would fail with "ON CONFLICT DO UPDATE command cannot affect row a second
+    # time"; SQLite and MySQL would keep the last one. Refused up front, on every backend.
+    rows = [
+        {"name": "A", "secret_name": "dup", "age": 1},
+        {"name": "B", "secret_name": "dup", "age": 2},
+    ]
+    with pytest.raises(Conflict, match="secret_name more than once"):
+        await import_heroes(heroes, rows)
+    team = await teams.create(TeamCreate(name="Preventers", headquarters="Sharp Tower"))
+    same_name_and_team = [
+        hero("A", secret_name="one", team_id=team.id),
+        hero("A", secret_name="two", team_id=team.id),
+    ]
+    with pytest.raises(Conflict, match="name, team_id more than once"):
+        await heroes.upsert_many(same_name_and_team, conflict=["secret_name"])
+    assert await heroes.count() == 0
+    # NULLs never collide: the same name without a team is two rows.
+    no_team = [hero("A", secret_name="one"), hero("A", secret_name="two")]
+    await heroes.upsert_many(no_team, conflict=["secret_name"])
+    assert await heroes.count() == 2
+
+
+async def test_upsert_updates_only_the_fields_sent(heroes: HeroService, teams: TeamService) -> None:
+    team = await teams.create(TeamCreate(name="Preventers", headquarters="Sharp Tower"))
+    await heroes.create(hero("Rusty-Man", secret_name="Tommy", age=48, team_id=team.id))
+    partial = HeroCreate(name="Rusty-Man II", secret_name="Tommy")  # no age, no team_id
+    updated = await heroes.upsert(partial, conflict=["secret_name"])
+    assert (updated.name, updated.age, updated.team_id) == ("Rusty-Man II", 48, team.id)
 
 
 async def test_get_or_create_returns_the_existing_row(teams: TeamService) -> None:
@@ -433,6 +562,18 @@ async def test_get_or_create_returns_the_existing_row(teams: TeamService) -> Non
     again, created_again = await teams.get_or_create(data, keys=["name"])
     assert (was_created, created_again) == (True, False)
     assert again.id == created.id
+
+
+async def test_get_or_create_refuses_a_soft_deleted_match(heroes: HeroService) -> None:
+    doomed = await heroes.create(hero("Other", secret_name="Other"))
+    await heroes.delete(doomed.id)
+    with pytest.raises(Conflict, match="a deleted hero holds this key"):
+        await heroes.get_or_create(hero("X", secret_name="Other"), keys=["secret_name"])
+    restored = await heroes.restore(doomed.id)
+    found, created = await heroes.get_or_create(
+        hero("X", secret_name="Other"), keys=["secret_name"]
+    )
+    assert (found.id, found.name, created) == (restored.id, "Other", False)
 
 
 async def test_constraint_errors_are_safe_to_show(heroes: HeroService, teams: TeamService) -> None:
@@ -523,14 +664,19 @@ async def test_walkthroughs_run() -> None:
 async def test_statements_per_method(
     backend: Backend, engine: AsyncEngine, heroes: HeroService, teams: TeamService
 ) -> None:
-    # MariaDB has no UPDATE ... RETURNING: server-set columns come back with one more SELECT.
+    # MariaDB has no UPDATE ... RETURNING: server-set columns come back with one more SELECT;
+    # an upsert there first checks the other unique keys (one more SELECT too).
     extra = 1 if backend.name == "mysql" else 0
     created = await heroes.create(hero("Deadpond"))
     calls: list[tuple[str, Any, int]] = [
         ("update", lambda: heroes.update(created.id, HeroUpdate(age=3)), 2 + extra),
         ("delete", lambda: heroes.delete(created.id), 3 + extra),
         ("restore", lambda: heroes.restore(created.id), 2 + extra),
-        ("upsert", lambda: heroes.upsert(hero("Deadpond", age=5), conflict=["secret_name"]), 2),
+        (
+            "upsert",
+            lambda: heroes.upsert(hero("Deadpond", age=5), conflict=["secret_name"]),
+            2 + extra,
+        ),
         ("get_or_create", lambda: teams.get_or_create(TEAM, keys=["name"]), 2),
         ("get_or_create again", lambda: teams.get_or_create(TEAM, keys=["name"]), 2),
     ]

@@ -8,7 +8,7 @@ from uuid import uuid4
 from sqlalchemy import Select, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
-from sqlalchemy.pool import NullPool
+from sqlalchemy.pool import NullPool, StaticPool
 from sqlmodel import Session
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -22,6 +22,7 @@ def create_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
     backend = database_url.get_backend_name()
     options: dict[str, Any] = {
         "echo": settings.echo_sql,
+        "hide_parameters": True,  # logs and error messages show the SQL, never the values
         "pool_pre_ping": True,  # replace connections the server closed while idle
     }
     connect_args: dict[str, Any] = {}
@@ -46,12 +47,19 @@ def create_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
         # NOW()/CURRENT_TIMESTAMP and DATETIME follow the session time zone: make it UTC.
         connect_args["init_command"] = "SET time_zone = '+00:00'"
         options["pool_recycle"] = settings.pool_recycle
-    if "poolclass" not in options and database_url.database not in (None, "", ":memory:"):
+    in_memory = database_url.database in (None, "", ":memory:") or (
+        database_url.query.get("mode") == "memory"  # file:name?mode=memory&uri=true
+    )
+    if "poolclass" not in options and backend == "sqlite" and in_memory:
+        options["poolclass"] = StaticPool  # one connection holds the database: no pool options
+    elif "poolclass" not in options:
         options |= {
             "pool_size": settings.pool_size,
             "max_overflow": settings.max_overflow,
             "pool_timeout": settings.pool_timeout,
-            "pool_use_lifo": True,  # reuse the hottest connections; idle extras time out
+            # Reuse the hottest connections, so a server or proxy idle timeout can close the
+            # rarely used extras (the pool itself never closes idle connections).
+            "pool_use_lifo": True,
         }
     engine = create_async_engine(database_url, connect_args=connect_args, **options)
     if backend == "sqlite":
