@@ -96,16 +96,6 @@ def test_a_quoted_union_annotation_is_not_resolved() -> None:
         isolated.configure()
 
 
-@pytest.mark.backends("postgresql")
-async def test_a_new_enum_value_is_unusable_before_commit(engine: AsyncEngine) -> None:
-    async with engine.connect() as connection:
-        await connection.exec_driver_sql("CREATE TYPE mood AS ENUM ('calm')")
-        await connection.exec_driver_sql("ALTER TYPE mood ADD VALUE 'angry'")
-        with pytest.raises(sa.exc.DBAPIError, match="unsafe use of new value"):
-            await connection.exec_driver_sql("SELECT 'angry'::mood")
-        await connection.rollback()
-
-
 async def test_session_execute_is_deprecated_on_sqlmodel_sessions(session: AsyncSession) -> None:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
