@@ -27,6 +27,7 @@ from pytest_alembic.tests import (
     test_upgrade,
 )
 from sqlalchemy.engine import Connection
+from sqlalchemy.schema import CreateTable
 from sqlmodel import SQLModel
 
 from examples.app.migrate import alembic_config as alembic_config_for_tests
@@ -282,17 +283,29 @@ def check_constraint_diffs(connection: Connection, metadata: sa.MetaData) -> lis
     ]
 
 
-def app_metadata_with(table: str, name: str, sqltext: str) -> sa.MetaData:
-    """A copy of the app's metadata with CHECK `name` on `table` set to `sqltext`."""
-    changed = sa.MetaData(naming_convention=SQLModel.metadata.naming_convention)
+def app_metadata(*checks: tuple[str, str, str]) -> sa.MetaData:
+    """A copy of the app's metadata; each (table, name, sqltext) replaces or adds a CHECK."""
+    copy = sa.MetaData(naming_convention=SQLModel.metadata.naming_convention)
     for each in SQLModel.metadata.tables.values():
-        each.to_metadata(changed)
-    target = changed.tables[table]
-    for constraint in list(target.constraints):
-        if isinstance(constraint, sa.CheckConstraint) and constraint.name == f"ck_{table}_{name}":
-            target.constraints.discard(constraint)
-    target.append_constraint(sa.CheckConstraint(sqltext, name=name))
-    return changed
+        each.to_metadata(copy)
+    for table, name, sqltext in checks:
+        target = copy.tables[table]
+        for constraint in list(target.constraints):
+            if (
+                isinstance(constraint, sa.CheckConstraint)
+                and constraint.name == f"ck_{table}_{name}"
+            ):
+                target.constraints.discard(constraint)
+        target.append_constraint(sa.CheckConstraint(sqltext, name=name))
+    return copy
+
+
+def enum_checks(metadata: sa.MetaData) -> int:
+    hero = metadata.tables["hero"]
+    return sum(
+        isinstance(c, sa.CheckConstraint) and c.name == "ck_hero_hero_status"
+        for c in hero.constraints
+    )
 
 
 async def test_check_constraint_plugin_compares_names_only(
@@ -300,12 +313,14 @@ async def test_check_constraint_plugin_compares_names_only(
 ) -> None:
     """Why env.py leaves Alembic's opt-in CHECK comparison off."""
     await upgrade(empty_database_url)
-    narrower = app_metadata_with("hero_power", "level_range", "level BETWEEN 1 AND 5")
-    added = app_metadata_with("hero", "age_known", "age IS NOT NULL")
+    app = app_metadata()  # a copy: the comparison can change the MetaData it is given
+    narrower = app_metadata(("hero_power", "level_range", "level BETWEEN 1 AND 5"))
+    added = app_metadata(("hero", "age_known", "age IS NOT NULL"))
+    before = enum_checks(app)  # sa.Enum's own CHECK, plus the MySQL variant's
     engine = migration_engine(empty_database_url)
     try:
         async with engine.connect() as connection:
-            as_is = await connection.run_sync(check_constraint_diffs, SQLModel.metadata)
+            as_is = await connection.run_sync(check_constraint_diffs, app)
             body_changed = await connection.run_sync(check_constraint_diffs, narrower)
             one_more = await connection.run_sync(check_constraint_diffs, added)
     finally:
@@ -318,6 +333,12 @@ async def test_check_constraint_plugin_compares_names_only(
     assert as_is == false_drift
     assert body_changed == false_drift  # BETWEEN 1 AND 10 -> 1 AND 5: not seen
     assert sorted(one_more) == sorted([*false_drift, ("add_constraint", "ck_hero_age_known")])
+    # Rendering that diff attaches new CHECKs to the compared table: a create_all of it in the
+    # same process then fails with 'check constraint "ck_hero_hero_status" already exists'.
+    assert enum_checks(app) == before + (2 if backend.name == "postgresql" else 0)
+    if backend.name == "postgresql":
+        ddl = str(CreateTable(app.tables["hero"]).compile(dialect=engine.dialect))
+        assert ddl.count("CONSTRAINT ck_hero_hero_status CHECK") == 2
 
 
 async def test_two_processes_upgrading_at_once(empty_database_url: str) -> None:
