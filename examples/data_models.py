@@ -4,8 +4,11 @@ Run: `python -m examples.data_models`.
 """
 
 import asyncio
+from typing import Annotated
 
-from sqlmodel import SQLModel
+from pydantic import Field as PydanticField
+from pydantic import StringConstraints
+from sqlmodel import Field, SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from examples.app.db import create_engine, create_session_factory
@@ -35,6 +38,23 @@ async def update_hero(session: AsyncSession, hero: Hero, patch: HeroUpdate) -> H
 
 
 # --8<-- [end:partial_update]
+
+
+# --8<-- [start:strict_data_model]
+VillainCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
+
+
+class VillainRegister(SQLModel):
+    # Unknown keys are refused. In model_config, not as a class keyword (SQLModel drops that);
+    # a dict literal type-checks under mypy --strict, ConfigDict(...) doesn't.
+    model_config = {"extra": "forbid"}
+
+    # Patterns go in the type: SQLModel's Field has no pattern= and ignores regex=.
+    code: VillainCode = Field(max_length=3)
+    lair: Annotated[str, PydanticField(pattern=r"^[^\x00]*$")] = Field(default="", max_length=100)
+
+
+# --8<-- [end:strict_data_model]
 
 
 async def main() -> None:

@@ -111,8 +111,8 @@ async def keep_going_after_a_failed_flush(session: AsyncSession) -> None:
 
 
 # --8<-- [start:ignored_regex]
-class VillainCreate(SQLModel):
-    # SQLModel still accepts regex= but Pydantic 2 reads only pattern=: no check, no error.
+class VillainCreate(SQLModel, extra="forbid"):  # SQLModel drops extra=: unknown keys pass
+    # SQLModel's Field accepts regex= and checks nothing (and pattern= is a TypeError).
     name: str = Field(max_length=100, regex=r"^[^\x00]*$")
 
 

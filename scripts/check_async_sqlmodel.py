@@ -6,7 +6,9 @@
 
 Reads Python files (and Alembic's script.py.mako) with `ast`; never imports them. Suppress a
 finding on its line with a comment naming the rule: `# check: ignore[ASM004]`.
-Exit status: 0 no findings, 1 findings, 2 usage error. Standard library only, Python 3.11+.
+Exit status: 0 no findings, 1 findings, 2 the check is incomplete: a usage error, or a file that
+can't be read or parsed (named on stderr; the other files are still checked and reported).
+Standard library only, Python 3.11+.
 """
 
 from __future__ import annotations
@@ -86,7 +88,7 @@ RULES: dict[str, Rule] = {
     ),
     "ASM013": Rule(
         "Pydantic v1 API",
-        "model_dump(), model_validate(), model_config = ConfigDict(...)",
+        "model_dump(), model_validate(), model_config = {...} (ConfigDict(...) on plain Pydantic)",
         "models.md#data-models-create-update-public",
     ),
     "ASM014": Rule(
@@ -149,7 +151,13 @@ RULES: dict[str, Rule] = {
         "from sqlmodel import select",
         "async-operations.md#queries",
     ),
+    "ASM026": Rule(
+        "engine created at import and never disposed",
+        "await engine.dispose() at shutdown (in the lifespan), or create the engine there",
+        "fastapi-integration.md#app-factory-and-lifespan",
+    ),
 }
+ENGINE_FACTORIES = ("create_async_engine", "async_engine_from_config")
 
 ASYNC_SESSION_METHODS = {
     "commit",
@@ -256,6 +264,22 @@ class Checker(ast.NodeVisitor):
                 and call_name(node.value) in ("create_async_engine", "async_engine_from_config")
             ):
                 self.async_engines |= {dotted(t) for t in node.targets}
+
+    def module_level_engines(self) -> Iterator[tuple[ast.Call, set[str]]]:
+        """Engine factory calls run at import, with the names their result is assigned to."""
+        pending: list[ast.AST] = [self.tree]
+        while pending:
+            node = pending.pop()
+            for child in ast.iter_child_nodes(node):
+                if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
+                    continue  # runs when called, not at import
+                pending.append(child)
+                if isinstance(child, ast.Call) and call_name(child) in ENGINE_FACTORIES:
+                    names: set[str] = set()
+                    if isinstance(node, ast.Assign | ast.AnnAssign) and node.value is child:
+                        targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                        names = {dotted(t).split(".")[-1] for t in targets} - {""}
+                    yield child, names
 
     def from_module(self, name: str, *modules: str) -> bool:
         module = self.imported.get(name, "")
@@ -508,10 +532,24 @@ def python_files(paths: list[Path]) -> Iterator[Path]:
             yield path
 
 
-def check(paths: list[Path]) -> list[Finding]:
+def disposed_names(tree: ast.Module) -> set[str]:
+    """'engine' for engine.dispose(), db.engine.dispose() or push_async_callback(engine.dispose)."""
+    return {
+        dotted(node.value).split(".")[-1] or "?"
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute) and node.attr == "dispose"
+    }
+
+
+def check(paths: list[Path], errors: list[str] | None = None) -> list[Finding]:
+    """Findings in the files under paths; files that can't be read or parsed go to errors."""
+    errors = [] if errors is None else errors
     sources: dict[Path, str] = {}
     for path in python_files(paths):
-        sources[path] = path.read_text(encoding="utf-8", errors="replace")
+        try:
+            sources[path] = path.read_text(encoding="utf-8", errors="replace")
+        except OSError as error:
+            errors.append(f"{path}: cannot read: {error.strerror or error}")
     trees: dict[Path, ast.Module] = {}
     findings: list[Finding] = []
     for path, source in sources.items():
@@ -525,12 +563,19 @@ def check(paths: list[Path]) -> list[Finding]:
         try:
             trees[path] = ast.parse(source, filename=str(path))
         except SyntaxError as error:
-            print(f"{path}:{error.lineno}: cannot parse: {error.msg}", file=sys.stderr)
+            errors.append(f"{path}:{error.lineno}: cannot parse: {error.msg}")
+        except ValueError as error:  # e.g. a NUL byte (Python 3.11)
+            errors.append(f"{path}: cannot parse: {error}")
     tables = table_models_in(list(trees.values()))
+    disposed = set().union(*map(disposed_names, trees.values()))  # anywhere in the checked files
     for path, tree in trees.items():
         checker = Checker(str(path), tree, tables)
         checker.prepare()
         checker.visit(tree)
+        here = disposed_names(tree)
+        for call, names in checker.module_level_engines():
+            if not (names & disposed if names else here):  # unnamed: any dispose in this file
+                checker.add(call, "ASM026")
         lines = sources[path].splitlines()
         for finding in checker.findings:
             line = lines[finding.line - 1] if 0 < finding.line <= len(lines) else ""
@@ -553,7 +598,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="check_async_sqlmodel.py",
         description="Static checks for async SQLModel/SQLAlchemy, FastAPI and Alembic code.",
-        epilog="rules: " + "; ".join(f"{k} {v.message}" for k, v in RULES.items()),
+        epilog="exit status: 0 no findings, 1 findings, 2 incomplete (a usage error, or a file "
+        "that can't be read or parsed; named on stderr). rules: "
+        + "; ".join(f"{k} {v.message}" for k, v in RULES.items()),
     )
     parser.add_argument("paths", nargs="+", type=Path, help="files or folders to check")
     parser.add_argument("--format", choices=["text", "json"], default="text")
@@ -563,11 +610,14 @@ def main(argv: list[str] | None = None) -> int:
     missing = [str(p) for p in args.paths if not p.exists()]
     if missing:
         parser.error(f"no such file or folder: {', '.join(missing)}")
+    errors: list[str] = []
     findings = [
         f
-        for f in check(args.paths)
+        for f in check(args.paths, errors)
         if (args.select is None or f.rule in args.select) and f.rule not in args.ignore
     ]
+    for error in errors:
+        print(error, file=sys.stderr)
     shown = findings[:MAX_FINDINGS]
     if args.format == "json":
         print(json.dumps([asdict(f) for f in shown], indent=2))
@@ -576,6 +626,8 @@ def main(argv: list[str] | None = None) -> int:
             print(finding.text())
         if len(findings) > len(shown):
             print(f"... and {len(findings) - len(shown)} more findings")
+    if errors:
+        return 2  # incomplete: a file was not checked
     return 1 if findings else 0
 
 

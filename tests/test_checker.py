@@ -124,6 +124,11 @@ CASES: dict[str, tuple[str, str]] = {
         "async def f(session):\n    await session.exec(select(X))",
         "async def f(session):\n    await session.exec(select(X))",
     ),
+    "ASM026": (
+        "engine = create_async_engine('x')\nfactory = async_sessionmaker(engine)",
+        "engine = create_async_engine('x')\n"
+        "async def lifespan(app):\n    yield\n    await engine.dispose()",
+    ),
 }
 
 
@@ -144,6 +149,46 @@ def test_rule_flags_the_pitfall_and_not_the_near_miss(tmp_path: Path, rule: str)
     bad, good = CASES[rule]
     assert rule in findings_for(tmp_path, bad, name)
     assert rule not in findings_for(tmp_path, good, name)
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "if True:\n    engine = create_async_engine('x')",  # still at import
+        "factory = async_sessionmaker(create_async_engine('x'), expire_on_commit=False)",
+        "class Db:\n    engine = create_async_engine('x')",
+        "engine = create_async_engine('x')\nother = create_async_engine('y')\n"
+        "async def lifespan(app):\n    yield\n    await other.dispose()",  # the wrong one
+    ],
+)
+def test_an_engine_created_at_import_must_be_disposed(tmp_path: Path, code: str) -> None:
+    assert "ASM026" in findings_for(tmp_path, code)
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "async def lifespan(app):\n    engine = create_async_engine('x')\n    yield\n"
+        "    await engine.dispose()",
+        "def make_engine(url):\n    return create_async_engine(url)",
+        "engine = create_async_engine('x')\n"
+        "async def lifespan(app):\n    async with AsyncExitStack() as stack:\n"
+        "        stack.push_async_callback(engine.dispose)\n        yield",
+        "engines = {'main': create_async_engine('x')}\n"
+        "async def shutdown():\n    for e in engines.values():\n        await e.dispose()",
+    ],
+)
+def test_engines_created_later_or_disposed_are_fine(tmp_path: Path, code: str) -> None:
+    assert "ASM026" not in findings_for(tmp_path, code)
+
+
+def test_an_engine_disposed_in_another_module_is_fine(tmp_path: Path) -> None:
+    (tmp_path / "db.py").write_text("engine = create_async_engine('x')\n")
+    (tmp_path / "main.py").write_text(
+        "from app import db\nasync def lifespan(app):\n    yield\n    await db.engine.dispose()\n"
+    )
+    assert [f.rule for f in check([tmp_path])] == []
+    assert [f.rule for f in check([tmp_path / "db.py"])] == ["ASM026"]
 
 
 def test_alembic_template_needs_import_sqlmodel(tmp_path: Path) -> None:
@@ -197,6 +242,18 @@ def test_cli_output_exit_codes_and_filters(tmp_path: Path) -> None:
     assert run_cli(str(bad), "--select", "NOPE").returncode == 2
     assert run_cli(str(tmp_path / "missing.py")).returncode == 2
     assert "ASM001" in run_cli("--help").stdout
+    assert "2 incomplete" in run_cli("--help").stdout
+
+
+def test_a_file_that_cannot_be_parsed_is_an_error_not_a_pass(tmp_path: Path) -> None:
+    (tmp_path / "broken.py").write_text("async def f(:\n    pass\n")
+    (tmp_path / "bad.py").write_text("from datetime import datetime\nstamp = datetime.utcnow()\n")
+    result = run_cli(str(tmp_path))
+    assert result.returncode == 2  # not 0 (clean) and not 1 (findings): the check is incomplete
+    assert f"{tmp_path / 'broken.py'}:1: cannot parse" in result.stderr
+    assert "ASM009" in result.stdout  # the other files are still checked
+    alone = run_cli(str(tmp_path / "broken.py"), "--format", "json")
+    assert (alone.returncode, json.loads(alone.stdout)) == (2, [])
 
 
 def test_references_named_by_rules_exist() -> None:

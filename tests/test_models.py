@@ -1,25 +1,31 @@
 """references/models.md: types, constraints, timestamps, JSON, enums, data models, versions."""
 
 import asyncio
+import subprocess
+import sys
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from pydantic import ValidationError
-from sqlalchemy import text, update
-from sqlalchemy.exc import ArgumentError, DataError, IntegrityError, StatementError
+from sqlalchemy import insert, text, update
+from sqlalchemy.exc import ArgumentError, DataError, DBAPIError, IntegrityError, StatementError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm.exc import StaleDataError
-from sqlmodel import col
+from sqlmodel import Field, col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from examples.app.models import Hero, HeroStatus, Team
 from examples.app.schemas import HeroCreate, HeroPublic, HeroUpdate
-from examples.data_models import create_hero, update_hero
+from examples.data_models import VillainRegister, create_hero, update_hero
 from examples.pitfalls import VillainCreate, define_two_tables_with_one_column, pitfall_registry
 from examples.servicebase.errors import DatabaseError, classify
 from tests.conftest import Backend
 from tests.support import raw_rows
+
+PYPROJECT = Path(__file__).parents[1] / "pyproject.toml"  # mypy --strict with the pydantic plugin
 
 
 def new_hero(name: str = "Deadpond", **fields: object) -> HeroCreate:
@@ -229,3 +235,90 @@ async def test_strings_without_a_length_differ_per_backend(
 def test_one_sa_column_cannot_serve_two_tables() -> None:
     with pytest.raises(ArgumentError, match="already assigned to Table"):
         define_two_tables_with_one_column()
+
+
+# ---------------------------------------------------------------- what SQLModel's Field accepts
+
+
+def test_sqlmodel_field_has_no_pattern_argument() -> None:
+    with pytest.raises(TypeError, match=r"Field\(\) got an unexpected keyword argument 'pattern'"):
+        Field(max_length=3, pattern=r"^[A-Z]{3}$")  # type: ignore[call-overload]
+
+
+def test_extra_forbid_as_a_class_keyword_is_dropped() -> None:
+    assert VillainCreate.model_validate({"name": "Loki", "lair": "Asgard"}).name == "Loki"
+    assert "extra" not in VillainCreate.model_config
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"code": "abc"},  # StringConstraints(pattern=...)
+        {"code": "ABCD"},  # Field(max_length=3)
+        {"code": "ABC", "lair": "nul\x00"},  # pydantic.Field(pattern=...) in Annotated
+        {"code": "ABC", "henchmen": 3},  # model_config = {"extra": "forbid"}
+    ],
+)
+def test_patterns_in_the_type_and_extra_in_model_config_are_enforced(
+    data: dict[str, object],
+) -> None:
+    with pytest.raises(ValidationError):
+        VillainRegister.model_validate(data)
+    assert VillainRegister.model_validate({"code": "ABC", "lair": "Moon"}).code == "ABC"
+
+
+@pytest.mark.parametrize(
+    ("argument", "value"),
+    [
+        ("primary_key", True),
+        ("nullable", False),
+        ("unique", True),
+        ("index", True),
+        ("foreign_key", "team.id"),
+    ],
+)
+def test_sa_column_refuses_other_column_arguments(argument: str, value: object) -> None:
+    message = f"Passing {argument} is not supported when also passing a sa_column"
+    with pytest.raises(RuntimeError, match=message):
+        Field(sa_column=sa.Column(sa.String(20)), **{argument: value})  # type: ignore[call-overload]
+
+
+async def test_core_insert_applies_python_defaults_raw_sql_does_not(session: AsyncSession) -> None:
+    connection = await session.connection()
+    rows = [{"name": f"Core {n}", "secret_name": f"core {n}"} for n in range(2)]
+    await connection.execute(insert(Hero), rows)  # no id, status, attributes or version given
+    query = sa.select(Hero.__table__).order_by(col(Hero.name))  # type: ignore[attr-defined]
+    stored = (await connection.execute(query)).mappings().all()
+    assert [(r["name"], r["status"], r["attributes"], r["version"]) for r in stored] == [
+        ("Core 0", HeroStatus.ACTIVE, {}, 1),
+        ("Core 1", HeroStatus.ACTIVE, {}, 1),
+    ]
+    assert stored[0]["id"] != stored[1]["id"]  # default_factory=uuid4, called per row
+    raw = text("INSERT INTO hero (id, name, secret_name) VALUES (:id, 'Raw', 'raw')")
+    with pytest.raises(DBAPIError) as caught:  # the database has no default for status
+        async with session.begin_nested():
+            await (await session.connection()).execute(raw, {"id": uuid.uuid4().hex})
+    assert "status" in str(caught.value.orig)  # NOT NULL, or MySQL's "doesn't have a default"
+
+
+def test_model_config_as_configdict_fails_mypy_strict(tmp_path: Path) -> None:
+    module = tmp_path / "config_styles.py"
+    module.write_text(
+        "from pydantic import ConfigDict\nfrom sqlmodel import SQLModel\n\n\n"
+        "class Typed(SQLModel):\n"
+        '    model_config = {"extra": "forbid"}\n\n\n'
+        "class Untyped(SQLModel):\n"
+        '    model_config = ConfigDict(extra="forbid")\n'
+    )
+    mypy = [sys.executable, "-m", "mypy", "--no-incremental", "--config-file", str(PYPROJECT)]
+    result = subprocess.run(
+        [*mypy, str(module)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    errors = [line for line in result.stdout.splitlines() if ": error:" in line]
+    assert len(errors) == 1, result.stdout
+    assert errors[0].startswith(f"{module}:10: error: Incompatible types in assignment")
+    assert 'base class "SQLModel" defined the type as "SQLModelConfig"' in errors[0]

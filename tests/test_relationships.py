@@ -6,7 +6,7 @@ import uuid
 import pytest
 from sqlalchemy.exc import DBAPIError, InvalidRequestError, MissingGreenlet, StatementError
 from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlalchemy.orm import joinedload
+from sqlalchemy.orm import joinedload, selectinload
 from sqlalchemy.orm.exc import DetachedInstanceError
 from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -49,6 +49,20 @@ async def add_teams(session: AsyncSession, teams: int, heroes_per_team: int) -> 
     await session.flush()
     session.expunge_all()  # later loads must come from the database
     return created
+
+
+@pytest.mark.parametrize(
+    ("teams", "chunksize", "count"), [(500, None, 2), (501, None, 3), (501, 501, 2)]
+)
+async def test_selectinload_is_one_query_per_500_parents(
+    engine: AsyncEngine, session: AsyncSession, teams: int, chunksize: int | None, count: int
+) -> None:
+    await add_teams(session, teams, heroes_per_team=1)
+    option = selectinload(rel(Team.heroes), chunksize=chunksize)  # None: SQLAlchemy's 500
+    with counting_statements(engine) as log:
+        loaded = (await session.exec(select(Team).options(option))).all()
+        assert sum(len(team.heroes) for team in loaded) == teams
+    assert log.count == count, [statement[:60] for statement in log.statements]
 
 
 @pytest.mark.parametrize("teams", [1, 50])

@@ -45,7 +45,8 @@ def configure(connection: Connection) -> None:
         render_as_batch=True,
         # Server defaults compare reliably only on PostgreSQL (evaluated by the server).
         compare_server_default=connection.dialect.name == "postgresql",
-        # PostgreSQL: one transaction per revision (ALTER TYPE ... ADD VALUE needs a commit).
+        # PostgreSQL: one transaction per revision, so a later revision can use an enum value an
+        # earlier one added (unusable until committed: 'unsafe use of new value').
         # SQLite: one transaction for the whole run, so a concurrent run waits for all of it;
         # Alembic assumes SQLite DDL is not transactional, but with db.py's BEGIN it is.
         transaction_per_migration=connection.dialect.name == "postgresql",

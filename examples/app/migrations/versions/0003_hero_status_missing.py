@@ -25,9 +25,9 @@ def check(values: tuple[str, ...]) -> str:
 
 def upgrade() -> None:
     if op.get_context().dialect.name == "postgresql":
-        # ALTER TYPE ... ADD VALUE can't run inside a transaction block.
-        with op.get_context().autocommit_block():
-            op.execute("ALTER TYPE hero_status ADD VALUE IF NOT EXISTS 'missing'")
+        # Transactional, but the new value is unusable until this transaction commits: use it
+        # in a later revision (env.py commits after each one on PostgreSQL), never in this one.
+        op.execute("ALTER TYPE hero_status ADD VALUE IF NOT EXISTS 'missing'")
     else:  # VARCHAR + CHECK: replace the constraint
         with op.batch_alter_table("hero") as batch:
             batch.drop_constraint(op.f("ck_hero_hero_status"), type_="check")  # f: final name
