@@ -106,6 +106,44 @@ async def test_data_migration_fills_existing_rows(empty_database_url: str) -> No
     assert tuple(row) == ("Flight", "Flight (no description yet)")
 
 
+@pytest.mark.backends("sqlite")
+async def test_sqlite_server_timestamps_have_six_digits_like_bound_ones(
+    empty_database_url: str,
+) -> None:
+    """0001 and 0004 render the default the models use; 0004 pads values the old one wrote."""
+    url = empty_database_url
+    await upgrade(url, "0003")
+    engine = migration_engine(url)
+    insert_team = "INSERT INTO team (name, headquarters) VALUES (:name, 'x')"
+    try:
+        async with engine.begin() as connection:
+            old = "(STRFTIME('%Y-%m-%d %H:%M:%f', 'now'))"  # what 0001 rendered before the fix
+            await connection.exec_driver_sql(
+                f"INSERT INTO team (name, headquarters, created_at, updated_at)"
+                f" VALUES ('old', 'x', {old}, {old})"
+            )
+            await connection.execute(sa.text(insert_team), {"name": "0003"})
+        await upgrade(url)
+        async with engine.begin() as connection:
+            await connection.execute(sa.text(insert_team), {"name": "head"})
+            rows = (await connection.execute(sa.text("SELECT created_at FROM team"))).scalars()
+            lengths = {len(value) for value in rows}
+            ddl = (
+                await connection.execute(
+                    sa.text("SELECT sql FROM sqlite_master WHERE name = 'team'")
+                )
+            ).scalar_one()
+    finally:
+        await engine.dispose()
+    assert lengths == {len("2026-11-27 08:04:05.123456")}  # SQLAlchemy's own DATETIME layout
+    created_at = SQLModel.metadata.tables["team"].c.created_at
+    assert created_at.server_default is not None
+    model_default = str(
+        created_at.server_default.arg.compile(dialect=engine.dialect)  # type: ignore[attr-defined]
+    )
+    assert model_default.strip("()") in ddl
+
+
 async def test_enum_value_round_trip(backend: Backend, empty_database_url: str) -> None:
     url = empty_database_url
     await upgrade(url)

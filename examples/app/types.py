@@ -90,7 +90,9 @@ def _utcnow_postgresql(element: utcnow, compiler: Any, **kw: Any) -> str:
 
 @compiles(utcnow, "sqlite")
 def _utcnow_sqlite(element: utcnow, compiler: Any, **kw: Any) -> str:
-    return "(STRFTIME('%Y-%m-%d %H:%M:%f', 'now'))"  # CURRENT_TIMESTAMP drops the milliseconds
+    # SQLite compares these as text: the same layout as SQLAlchemy's bound values, 6 digits
+    # (the clock has milliseconds). CURRENT_TIMESTAMP would drop the milliseconds.
+    return "(STRFTIME('%Y-%m-%d %H:%M:%f000', 'now'))"
 
 
 @compiles(utcnow, "mysql")
