@@ -205,3 +205,27 @@ async def test_sqlite_get_requests_answer_while_a_writer_holds_the_lock(
                 assert response.status_code == 200, response.text
             finally:
                 writer.execute("ROLLBACK")
+
+
+@pytest.mark.backends("sqlite")
+async def test_sqlite_lower_index_means_the_same_in_every_program(
+    backend: Backend, engine: AsyncEngine
+) -> None:
+    """The app registers unicode_lower and leaves lower() alone: an index on lower(name) built
+    by the app is the index another program (sqlite3 CLI, a backup tool) expects."""
+    async with engine.begin() as conn:
+        await conn.exec_driver_sql("CREATE TABLE probe (name TEXT)")
+        await conn.exec_driver_sql("CREATE INDEX ix_probe_lower_name ON probe (lower(name))")
+        await conn.exec_driver_sql("INSERT INTO probe VALUES ('Éclair')")
+    try:
+        with closing(sqlite3.connect(sqlite_path(backend))) as other:  # no functions registered
+            # With lower() overridden: [('row 1 missing from index ix_probe_lower_name',)]
+            assert other.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+            found = other.execute("SELECT name FROM probe WHERE lower(name) = 'Éclair'").fetchall()
+            assert found == [("Éclair",)]  # SQLite's lower() folds ASCII only
+        async with engine.connect() as conn:
+            folded = (await conn.exec_driver_sql("SELECT unicode_lower(name) FROM probe")).scalar()
+            assert folded == "éclair"  # the Unicode-aware one, under its own name
+    finally:
+        async with engine.begin() as conn:
+            await conn.exec_driver_sql("DROP TABLE probe")
