@@ -5,12 +5,13 @@ import uuid
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+import sqlalchemy as sa
 from pydantic import ValidationError
 from sqlalchemy import text, update
 from sqlalchemy.exc import ArgumentError, DataError, IntegrityError, StatementError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm.exc import StaleDataError
-from sqlmodel import col, select
+from sqlmodel import SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from examples.app.models import Hero, HeroStatus, Team
@@ -271,3 +272,29 @@ async def test_strings_without_a_length_differ_per_backend(
 def test_one_sa_column_cannot_serve_two_tables() -> None:
     with pytest.raises(ArgumentError, match="already assigned to Table"):
         define_two_tables_with_one_column()
+
+
+def test_composite_uniques_sharing_a_first_column_get_distinct_names() -> None:
+    metadata = sa.MetaData(naming_convention=SQLModel.metadata.naming_convention)
+    table = sa.Table(
+        "listing",
+        metadata,
+        sa.Column("owner", sa.Integer),
+        sa.Column("slug", sa.String(50)),
+        sa.Column("title", sa.String(50)),
+        sa.UniqueConstraint("owner", "slug"),
+        sa.UniqueConstraint("owner", "title"),
+        sa.UniqueConstraint("title"),
+    )
+    names = sorted(str(c.name) for c in table.constraints if isinstance(c, sa.UniqueConstraint))
+    assert names == ["uq_listing_owner_slug", "uq_listing_owner_title", "uq_listing_title"]
+    # The deployed constraint keeps the name revision 0001 gave it.
+    hero_uniques = {
+        str(c.name): [col.name for col in c.columns]
+        for c in Hero.__table__.constraints  # type: ignore[attr-defined]
+        if isinstance(c, sa.UniqueConstraint)
+    }
+    assert hero_uniques == {
+        "uq_hero_name": ["name", "team_id"],
+        "uq_hero_secret_name": ["secret_name"],
+    }

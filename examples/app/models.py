@@ -27,7 +27,7 @@ from examples.app.types import (
 # Set before any table model is defined; Alembic needs named constraints to alter or drop them.
 SQLModel.metadata.naming_convention = {
     "ix": "ix_%(column_0_label)s",
-    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",  # every column: (a, b) and (a, c) differ
     "ck": "ck_%(table_name)s_%(constraint_name)s",
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
@@ -110,7 +110,9 @@ class HeroBase(SQLModel):
 
 
 class Hero(HeroBase, Timestamped, table=True):
-    __table_args__ = (sa.UniqueConstraint("name", "team_id"),)  # uq_hero_name
+    # Named by hand: revision 0001 created it as uq_hero_name, before the convention above
+    # named every column of a unique constraint. A changed name would need a renaming revision.
+    __table_args__ = (sa.UniqueConstraint("name", "team_id", name="uq_hero_name"),)
 
     @declared_attr.directive
     def __mapper_args__(cls) -> dict[str, Any]:
