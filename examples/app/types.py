@@ -30,6 +30,13 @@ JsonValue = TypeAliasType(
 # --8<-- [end:storable_input]
 
 
+# --8<-- [start:mysql_table]
+# Each table's charset and collation on MySQL/MariaDB, whatever the database was created with:
+# utf8mb4 stores emoji; utf8mb4_bin compares case- and accent-sensitively, like the others.
+MYSQL_TABLE = {"mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin"}
+# --8<-- [end:mysql_table]
+
+
 # --8<-- [start:rel]
 def rel(attribute: object) -> QueryableAttribute[Any]:
     """Type a relationship for loader options and joins: selectinload(rel(Team.heroes)).

@@ -26,8 +26,11 @@ UTCDateTime = examples.app.types.UTCDateTime
 # Frozen here: what each side of this revision writes on SQLite.
 OLD = sa.text("(STRFTIME('%Y-%m-%d %H:%M:%f', 'now'))")
 NEW = sa.text("(STRFTIME('%Y-%m-%d %H:%M:%f000', 'now'))")
-COLUMNS = {"team": ("created_at", "updated_at"), "hero": ("created_at", "updated_at")}
-COLUMNS["hero_power"] = ("acquired_at",)
+COLUMNS: dict[str, tuple[str, ...]] = {
+    "team": ("created_at", "updated_at"),
+    "hero": ("created_at", "updated_at"),
+    "hero_power": ("acquired_at",),
+}
 
 
 def set_default(default: sa.TextClause) -> None:
