@@ -13,7 +13,9 @@ from benchmarks.common import save, scratch_database
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
-    parser.add_argument("scenario", choices=["orm", "page-with-total", "load", "http", "sqlite-locking"])
+    parser.add_argument(
+        "scenario", choices=["orm", "page-with-total", "load", "http", "sqlite-locking"]
+    )
     parser.add_argument("--db", choices=["sqlite", "postgresql", "mysql"], default="postgresql")
     parser.add_argument("--rows", type=int, default=100_000, help="rows to load (default 100000)")
     parser.add_argument("--repetitions", type=int, default=200, help="interleaved rounds")

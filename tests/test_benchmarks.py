@@ -57,5 +57,9 @@ async def test_http_comparison_runs_without_errors() -> None:
 
 async def test_sqlite_locking_benchmark_runs_and_immediate_units_never_fail() -> None:
     results = await sqlite_locking.main(readers=2, hold=0.05, units=10)
-    assert results["read_then_write"]["IMMEDIATE"] == {"units": 10, "failed": 0, "final_counter": 10}
+    assert results["read_then_write"]["IMMEDIATE"] == {
+        "units": 10,
+        "failed": 0,
+        "final_counter": 10,
+    }
     assert set(results["reads"]) >= {"all IMMEDIATE (s)", "readers DEFERRED (s)", "ratio"}

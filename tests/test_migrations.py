@@ -2,6 +2,7 @@
 
 import asyncio
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -28,7 +29,7 @@ from sqlmodel import SQLModel
 
 from examples.app.migrate import alembic_config as alembic_config_for_tests
 from examples.app.migrate import migration_engine, run, upgrade
-from tests.conftest import Backend
+from tests.conftest import Backend, _admin_execute, drop_database
 
 ROOT = Path(__file__).parents[1]
 REVISIONS = [
@@ -142,6 +143,51 @@ async def test_sqlite_server_timestamps_have_six_digits_like_bound_ones(
         created_at.server_default.arg.compile(dialect=engine.dialect)  # type: ignore[attr-defined]
     )
     assert model_default.strip("()") in ddl
+
+
+@pytest.mark.backends("mysql")
+async def test_tables_compare_case_sensitively_in_a_default_collation_database(
+    backend: Backend,
+) -> None:
+    """The models declare utf8mb4_bin per table: the database's own default doesn't matter."""
+    assert backend.server_url is not None
+    databases = [f"asm_default_{secrets.token_hex(4)}" for _ in ("migrated", "created")]
+    urls = [backend.server_url.set(database=name) for name in databases]
+    for name in databases:  # the server's defaults: utf8mb4_general_ci here, case-insensitive
+        await _admin_execute(backend.server_url, f"CREATE DATABASE `{name}`")
+    try:
+        migrated, created = (url.render_as_string(hide_password=False) for url in urls)
+        await upgrade(migrated)
+        await run(migrated, "check")
+        engine = migration_engine(created)
+        async with engine.begin() as connection:
+            await connection.run_sync(SQLModel.metadata.create_all)
+        await engine.dispose()
+        for url in (migrated, created):
+            engine = migration_engine(url)
+            try:
+                async with engine.begin() as connection:
+                    insert = "INSERT INTO team (name, headquarters) VALUES (:name, 'x')"
+                    for name in ("Preventers", "preventers"):  # _ci: Duplicate entry
+                        await connection.execute(sa.text(insert), {"name": name})
+                    matches = await connection.execute(
+                        sa.text("SELECT count(*) FROM team WHERE name = 'PREVENTERS'")
+                    )
+                    assert matches.scalar_one() == 0
+                    collations = await connection.execute(
+                        sa.text(
+                            "SELECT table_name, table_collation FROM information_schema.tables"
+                            " WHERE table_schema = DATABASE() AND table_name != 'alembic_version'"
+                        )
+                    )
+                    assert {row[0]: row[1] for row in collations} == dict.fromkeys(
+                        APP_TABLES, "utf8mb4_bin"
+                    )
+            finally:
+                await engine.dispose()
+    finally:
+        for name in databases:
+            await drop_database("mysql", backend.server_url, name)
 
 
 async def test_enum_value_round_trip(backend: Backend, empty_database_url: str) -> None:
