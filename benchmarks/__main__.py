@@ -29,7 +29,10 @@ def main() -> None:
     elif args.scenario == "page-with-total":
         asyncio.run(page_with_total.main(rows, repetitions, save_results=not args.quick))
     elif args.scenario == "sqlite-locking":
-        asyncio.run(sqlite_locking.main(**({"hold": 0.1, "units": 10} if args.quick else {})))
+        if args.quick:
+            asyncio.run(sqlite_locking.main(hold=0.1, units=10))
+        else:
+            asyncio.run(sqlite_locking.main())
     elif args.scenario == "http":
         if args.quick:
             asyncio.run(load.compare_http(clients=10, seconds=2, heroes=300, save_results=False))

@@ -130,7 +130,8 @@ async def test_sqlite_read_only_units_read_at_the_same_time(
             await session.exec(select(func.count()).select_from(Hero))  # a read transaction
         # SQLite's own state: both connections are inside a transaction right now ...
         raw = [await (await s.connection()).get_raw_connection() for s in (first, second)]
-        assert [connection.driver_connection.in_transaction for connection in raw] == [True, True]
+        states = [c.driver_connection.in_transaction if c.driver_connection else None for c in raw]
+        assert states == [True, True]
         # ... and neither holds the write lock: a third connection takes it without waiting.
         with closing(sqlite3.connect(sqlite_path(backend), isolation_level=None)) as writer:
             writer.execute("PRAGMA busy_timeout=0")

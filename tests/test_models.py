@@ -99,7 +99,7 @@ async def test_datetime_types_per_backend(backend: Backend, engine: AsyncEngine)
     try:
         async with AsyncSession(engine) as session:
             if backend.name == "postgresql":  # still UTC when the session's zone isn't
-                await session.exec(text("SET TIME ZONE 'Asia/Kolkata'"))
+                await (await session.connection()).exec_driver_sql("SET TIME ZONE 'Asia/Kolkata'")
             session.add(Sighting(seen_at=at, logged_at=at, local_time=local))
             await session.flush()
             session.expunge_all()
@@ -107,10 +107,12 @@ async def test_datetime_types_per_backend(backend: Backend, engine: AsyncEngine)
             whole_seconds = backend.name == "mysql"  # plain DATETIME
             assert row.seen_at == (in_utc.replace(microsecond=0) if whole_seconds else in_utc)
             assert row.logged_at == in_utc  # DATETIME(6) on MySQL
-            for value in (row.seen_at, row.logged_at):
-                assert value is not None and value.tzinfo is UTC
+            assert row.seen_at.tzinfo is UTC
+            assert row.logged_at is not None
+            assert row.logged_at.tzinfo is UTC
             assert row.local_time == (local.replace(microsecond=0) if whole_seconds else local)
-            assert row.local_time is not None and row.local_time.tzinfo is None
+            assert row.local_time is not None
+            assert row.local_time.tzinfo is None
 
             session.add(Sighting(seen_at=datetime(2030, 1, 1)))  # naive: refused before SQL
             with pytest.raises(StatementError) as caught:
