@@ -195,7 +195,7 @@ async def test_sqlite_read_then_write_in_a_deferred_unit_fails_at_once(
 
 
 @pytest.mark.backends("sqlite")
-async def test_sqlite_get_requests_answer_while_a_writer_holds_the_lock(
+async def test_sqlite_get_requests_and_health_answer_while_a_writer_holds_the_lock(
     backend: Backend, live_app: LiveAppFactory
 ) -> None:
     async with live_app() as live:
@@ -204,6 +204,8 @@ async def test_sqlite_get_requests_answer_while_a_writer_holds_the_lock(
             try:
                 response = await live.client.get("/heroes")  # BEGIN IMMEDIATE: 5 s, then locked
                 assert response.status_code == 200, response.text
+                health = await live.client.get("/health")  # BEGIN IMMEDIATE: 503 after 2 s
+                assert health.status_code == 200, health.text
             finally:
                 writer.execute("ROLLBACK")
 
