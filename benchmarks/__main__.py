@@ -7,13 +7,15 @@ database there. Install the compared libraries with `pip install -e ".[bench,pos
 import argparse
 import asyncio
 
-from benchmarks import load, page_with_total, scenarios
+from benchmarks import load, page_with_total, scenarios, sqlite_locking
 from benchmarks.common import save, scratch_database
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
-    parser.add_argument("scenario", choices=["orm", "page-with-total", "load", "http"])
+    parser.add_argument(
+        "scenario", choices=["orm", "page-with-total", "load", "http", "sqlite-locking"]
+    )
     parser.add_argument("--db", choices=["sqlite", "postgresql", "mysql"], default="postgresql")
     parser.add_argument("--rows", type=int, default=100_000, help="rows to load (default 100000)")
     parser.add_argument("--repetitions", type=int, default=200, help="interleaved rounds")
@@ -26,6 +28,11 @@ def main() -> None:
         asyncio.run(orm(args.db, quick=args.quick))
     elif args.scenario == "page-with-total":
         asyncio.run(page_with_total.main(rows, repetitions, save_results=not args.quick))
+    elif args.scenario == "sqlite-locking":
+        if args.quick:
+            asyncio.run(sqlite_locking.main(hold=0.1, units=10))
+        else:
+            asyncio.run(sqlite_locking.main())
     elif args.scenario == "http":
         if args.quick:
             asyncio.run(load.compare_http(clients=10, seconds=2, heroes=300, save_results=False))

@@ -7,9 +7,11 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
+from pydantic import NaiveDatetime
 from sqlalchemy import Column, MetaData, String
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
@@ -19,7 +21,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from examples.app.models import Hero, Team
 from examples.app.schemas import HeroPublicWithTeam
-from examples.app.types import rel
+from examples.app.types import UTCDateTime, rel
 
 pitfall_registry = registry(metadata=MetaData())
 
@@ -126,6 +128,20 @@ class Villain(PitfallModel, table=True):
 
 
 # --8<-- [end:string_without_length]
+
+
+# --8<-- [start:sqlmodel_datetime]
+class Sighting(PitfallModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    # SQLModel's UTCDateTime: aware UTC back, naive refused; whole seconds on MySQL/MariaDB.
+    seen_at: datetime
+    # Ours (types.py): the same, with microseconds on MySQL/MariaDB too.
+    logged_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # NaiveDatetime opts out: stored and returned naive, no conversion.
+    local_time: NaiveDatetime | None = None
+
+
+# --8<-- [end:sqlmodel_datetime]
 
 
 # --8<-- [start:delete_without_passive_deletes]

@@ -74,8 +74,8 @@ RULES: dict[str, Rule] = {
         "models.md#timezone-aware-timestamps",
     ),
     "ASM010": Rule(
-        "datetime column without a timezone-aware type",
-        "sa_type=DateTime(timezone=True) (or a UTC TypeDecorator)",
+        "datetime column on SQLModel's default type (whole seconds on MySQL/MariaDB)",
+        "sa_type=UTCDateTime from types.py (DATETIME(6) on MySQL)",
         "models.md#timezone-aware-timestamps",
     ),
     "ASM011": Rule(

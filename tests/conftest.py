@@ -151,7 +151,7 @@ async def create_database(backend: str, server_url: URL) -> str:
     else:
         await _admin_execute(
             server_url,
-            f"CREATE DATABASE `{database}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin",
+            f"CREATE DATABASE `{database}` CHARACTER SET utf8mb4",  # collation: per table (models)
         )
     return database
 

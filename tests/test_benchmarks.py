@@ -4,7 +4,7 @@ import signal
 
 import pytest
 
-from benchmarks import load, page_with_total, scenarios
+from benchmarks import load, page_with_total, scenarios, sqlite_locking
 from tests.conftest import Backend
 
 
@@ -53,3 +53,13 @@ async def test_http_comparison_runs_without_errors() -> None:
     for app in ("reference app", "FastCRUD crud_router"):
         assert results[app]["requests"] > 0
         assert results[app]["errors"] == 0, results[app]["first_errors"]
+
+
+async def test_sqlite_locking_benchmark_runs_and_immediate_units_never_fail() -> None:
+    results = await sqlite_locking.main(readers=2, hold=0.05, units=10)
+    assert results["read_then_write"]["IMMEDIATE"] == {
+        "units": 10,
+        "failed": 0,
+        "final_counter": 10,
+    }
+    assert set(results["reads"]) >= {"all IMMEDIATE (s)", "readers DEFERRED (s)", "ratio"}

@@ -1,8 +1,11 @@
 """references/database-setup.md: settings, engine, SQLite pragmas, session factory, lifespan."""
 
+import asyncio
 import os
+import sqlite3
 import subprocess
 import sys
+from contextlib import closing, suppress
 from pathlib import Path
 
 import pytest
@@ -10,17 +13,19 @@ from asgi_lifespan import LifespanManager
 from httpx import ASGITransport, AsyncClient
 from pydantic import ValidationError
 from sqlalchemy import delete, text
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from examples.app.__main__ import DemoSettings, create_demo_database
-from examples.app.db import create_engine, create_session_factory
+from examples.app.db import READ_ONLY, create_engine, create_session_factory
 from examples.app.main import create_app
 from examples.app.models import Hero, Team
 from examples.app.settings import Settings
+from examples.servicebase.transactions import unit_of_work
 from examples.testing import counting_statements, hero_data, rolled_back_session
-from tests.conftest import Backend
+from tests.conftest import Backend, LiveAppFactory
 
 ROOT = Path(__file__).parents[1]
 
@@ -175,3 +180,128 @@ async def test_factory_makes_valid_unique_rows(session: AsyncSession) -> None:
     assert first.age == 30
     session.add_all([Hero.model_validate(first), Hero.model_validate(second)])
     await session.flush()
+
+
+# ---------------------------------------------------------------- SQLite: who takes the write lock
+
+
+def sqlite_path(backend: Backend) -> str:
+    assert backend.url.database is not None
+    return backend.url.database
+
+
+@pytest.mark.backends("sqlite")
+async def test_sqlite_read_only_units_read_at_the_same_time(
+    backend: Backend, engine: AsyncEngine
+) -> None:
+    session_factory = create_session_factory(engine)
+    async with (
+        session_factory(execution_options=READ_ONLY) as first,
+        session_factory(execution_options=READ_ONLY) as second,
+    ):
+        for session in (first, second):
+            await session.exec(select(func.count()).select_from(Hero))  # a read transaction
+        # SQLite's own state: both connections are inside a transaction right now ...
+        raw = [await (await s.connection()).get_raw_connection() for s in (first, second)]
+        states = [c.driver_connection.in_transaction if c.driver_connection else None for c in raw]
+        assert states == [True, True]
+        # ... and neither holds the write lock: a third connection takes it without waiting.
+        with closing(sqlite3.connect(sqlite_path(backend), isolation_level=None)) as writer:
+            writer.execute("PRAGMA busy_timeout=0")
+            writer.execute("BEGIN IMMEDIATE")
+            writer.execute("ROLLBACK")
+
+
+@pytest.mark.backends("sqlite")
+async def test_sqlite_write_units_take_the_lock_first_so_read_then_write_does_not_fail(
+    engine: AsyncEngine,
+) -> None:
+    session_factory = create_session_factory(engine)  # no READ_ONLY: a unit that may write
+    second_has_read = asyncio.Event()
+
+    async def rename(session: AsyncSession, name: str) -> None:
+        team = (await session.exec(select(Team))).one()
+        team.headquarters = name
+        await session.flush()
+
+    async def second_unit() -> None:
+        async with session_factory() as session, session.begin():
+            await session.exec(select(func.count()).select_from(Team))
+            second_has_read.set()  # with BEGIN IMMEDIATE only after the first unit committed
+            await rename(session, "second")
+
+    try:
+        async with unit_of_work(session_factory) as session:
+            session.add(Team(name="Preventers", headquarters="Sharp Tower"))
+        async with session_factory() as session, session.begin():
+            await rename(session, "first")
+            second = asyncio.create_task(second_unit())
+            with suppress(TimeoutError):  # BEGIN DEFERRED would let it read (and later fail)
+                await asyncio.wait_for(second_has_read.wait(), 0.5)
+        await second  # BEGIN DEFERRED: sqlite3.OperationalError: database is locked
+        async with session_factory() as session:
+            assert (await session.exec(select(Team.headquarters))).one() == "second"
+    finally:
+        async with unit_of_work(session_factory) as session:
+            await session.exec(delete(Team))
+
+
+@pytest.mark.backends("sqlite")
+async def test_sqlite_read_then_write_in_a_deferred_unit_fails_at_once(
+    engine: AsyncEngine,
+) -> None:
+    """Why write units begin IMMEDIATE: busy_timeout doesn't cover a read lock's upgrade."""
+    session_factory = create_session_factory(engine)
+    async with (
+        session_factory(execution_options=READ_ONLY) as reader,
+        session_factory() as writer,
+        writer.begin(),
+    ):
+        await reader.exec(select(func.count()).select_from(Team))
+        writer.add(Team(name="Preventers", headquarters="Sharp Tower"))
+        await writer.flush()  # holds the write lock, uncommitted
+        reader.add(Team(name="Z-Force", headquarters="Sister Margaret's Bar"))
+        with pytest.raises(OperationalError, match="database is locked") as caught:
+            await reader.flush()  # no 5 s busy wait: fails at once
+        assert caught.value.orig.sqlite_errorcode == 5  # type: ignore[union-attr]  # SQLITE_BUSY
+        await writer.rollback()
+
+
+@pytest.mark.backends("sqlite")
+async def test_sqlite_get_requests_and_health_answer_while_a_writer_holds_the_lock(
+    backend: Backend, live_app: LiveAppFactory
+) -> None:
+    async with live_app() as live:
+        with closing(sqlite3.connect(sqlite_path(backend), isolation_level=None)) as writer:
+            writer.execute("BEGIN IMMEDIATE")  # a long write transaction elsewhere
+            try:
+                response = await live.client.get("/heroes")  # BEGIN IMMEDIATE: 5 s, then locked
+                assert response.status_code == 200, response.text
+                health = await live.client.get("/health/ready")  # BEGIN IMMEDIATE: 503 after 2 s
+                assert health.status_code == 200, health.text
+            finally:
+                writer.execute("ROLLBACK")
+
+
+@pytest.mark.backends("sqlite")
+async def test_sqlite_lower_index_means_the_same_in_every_program(
+    backend: Backend, engine: AsyncEngine
+) -> None:
+    """The app registers unicode_lower and leaves lower() alone: an index on lower(name) built
+    by the app is the index another program (sqlite3 CLI, a backup tool) expects."""
+    async with engine.begin() as conn:
+        await conn.exec_driver_sql("CREATE TABLE probe (name TEXT)")
+        await conn.exec_driver_sql("CREATE INDEX ix_probe_lower_name ON probe (lower(name))")
+        await conn.exec_driver_sql("INSERT INTO probe VALUES ('Éclair')")
+    try:
+        with closing(sqlite3.connect(sqlite_path(backend))) as other:  # no functions registered
+            # With lower() overridden: [('row 1 missing from index ix_probe_lower_name',)]
+            assert other.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+            found = other.execute("SELECT name FROM probe WHERE lower(name) = 'Éclair'").fetchall()
+            assert found == [("Éclair",)]  # SQLite's lower() folds ASCII only
+        async with engine.connect() as conn:
+            folded = (await conn.exec_driver_sql("SELECT unicode_lower(name) FROM probe")).scalar()
+            assert folded == "éclair"  # the Unicode-aware one, under its own name
+    finally:
+        async with engine.begin() as conn:
+            await conn.exec_driver_sql("DROP TABLE probe")

@@ -2,6 +2,7 @@
 
 import asyncio
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -32,7 +33,7 @@ from sqlmodel import SQLModel
 
 from examples.app.migrate import alembic_config as alembic_config_for_tests
 from examples.app.migrate import migration_engine, run, upgrade
-from tests.conftest import Backend
+from tests.conftest import Backend, _admin_execute, drop_database
 
 ROOT = Path(__file__).parents[1]
 REVISIONS = [
@@ -110,6 +111,89 @@ async def test_data_migration_fills_existing_rows(empty_database_url: str) -> No
     assert tuple(row) == ("Flight", "Flight (no description yet)")
 
 
+@pytest.mark.backends("sqlite")
+async def test_sqlite_server_timestamps_have_six_digits_like_bound_ones(
+    empty_database_url: str,
+) -> None:
+    """0001 and 0004 render the default the models use; 0004 pads values the old one wrote."""
+    url = empty_database_url
+    await upgrade(url, "0003")
+    engine = migration_engine(url)
+    insert_team = "INSERT INTO team (name, headquarters) VALUES (:name, 'x')"
+    try:
+        async with engine.begin() as connection:
+            old = "(STRFTIME('%Y-%m-%d %H:%M:%f', 'now'))"  # what 0001 rendered before the fix
+            await connection.exec_driver_sql(
+                f"INSERT INTO team (name, headquarters, created_at, updated_at)"
+                f" VALUES ('old', 'x', {old}, {old})"
+            )
+            await connection.execute(sa.text(insert_team), {"name": "0003"})
+        await upgrade(url)
+        async with engine.begin() as connection:
+            await connection.execute(sa.text(insert_team), {"name": "head"})
+            rows = (await connection.execute(sa.text("SELECT created_at FROM team"))).scalars()
+            lengths = {len(value) for value in rows}
+            ddl = (
+                await connection.execute(
+                    sa.text("SELECT sql FROM sqlite_master WHERE name = 'team'")
+                )
+            ).scalar_one()
+    finally:
+        await engine.dispose()
+    assert lengths == {len("2026-11-27 08:04:05.123456")}  # SQLAlchemy's own DATETIME layout
+    created_at = SQLModel.metadata.tables["team"].c.created_at
+    assert created_at.server_default is not None
+    model_default = str(
+        created_at.server_default.arg.compile(dialect=engine.dialect)  # type: ignore[attr-defined]
+    )
+    assert model_default.strip("()") in ddl
+
+
+@pytest.mark.backends("mysql")
+async def test_tables_compare_case_sensitively_in_a_default_collation_database(
+    backend: Backend,
+) -> None:
+    """The models declare utf8mb4_bin per table: the database's own default doesn't matter."""
+    assert backend.server_url is not None
+    databases = [f"asm_default_{secrets.token_hex(4)}" for _ in ("migrated", "created")]
+    urls = [backend.server_url.set(database=name) for name in databases]
+    for name in databases:  # the server's defaults: utf8mb4_general_ci here, case-insensitive
+        await _admin_execute(backend.server_url, f"CREATE DATABASE `{name}`")
+    try:
+        migrated, created = (url.render_as_string(hide_password=False) for url in urls)
+        await upgrade(migrated)
+        await run(migrated, "check")
+        engine = migration_engine(created)
+        async with engine.begin() as connection:
+            await connection.run_sync(SQLModel.metadata.create_all)
+        await engine.dispose()
+        for url in (migrated, created):
+            engine = migration_engine(url)
+            try:
+                async with engine.begin() as connection:
+                    insert = "INSERT INTO team (name, headquarters) VALUES (:name, 'x')"
+                    for name in ("Preventers", "preventers"):  # _ci: Duplicate entry
+                        await connection.execute(sa.text(insert), {"name": name})
+                    matches = await connection.execute(
+                        sa.text("SELECT count(*) FROM team WHERE name = 'PREVENTERS'")
+                    )
+                    assert matches.scalar_one() == 0
+                    collations = await connection.execute(
+                        sa.text(
+                            "SELECT table_name, table_collation FROM information_schema.tables"
+                            " WHERE table_schema = DATABASE() AND table_name != 'alembic_version'"
+                        )
+                    )
+                    assert {row[0]: row[1] for row in collations} == dict.fromkeys(
+                        APP_TABLES, "utf8mb4_bin"
+                    )
+            finally:
+                await engine.dispose()
+    finally:
+        for name in databases:
+            await drop_database("mysql", backend.server_url, name)
+
+
 async def test_enum_value_round_trip(backend: Backend, empty_database_url: str) -> None:
     url = empty_database_url
     await upgrade(url)
@@ -179,15 +263,15 @@ async def test_adding_an_enum_value_runs_inside_a_transaction(empty_database_url
 async def test_a_later_revision_can_use_the_new_enum_value(
     empty_database_url: str, tmp_path: Path
 ) -> None:
-    """env.py's transaction_per_migration commits 0003 before 0004 uses its value, in one run."""
+    """env.py's transaction_per_migration commits 0003 before a later revision uses its value."""
     url = empty_database_url
     scripts = tmp_path / "migrations"
     shutil.copytree(
         ROOT / "examples/app/migrations", scripts, ignore=shutil.ignore_patterns("__pycache__")
     )
-    (scripts / "versions" / "0004_use_missing.py").write_text(
+    (scripts / "versions" / "9003_use_missing.py").write_text(
         "from alembic import op\n\n"
-        'revision = "0004"\ndown_revision = "0003"\nbranch_labels = None\ndepends_on = None\n\n\n'
+        'revision = "9003"\ndown_revision = "0003"\nbranch_labels = None\ndepends_on = None\n\n\n'
         "def upgrade() -> None:\n"
         "    op.execute(\"UPDATE hero SET status = 'missing' WHERE status = 'missing'\")\n\n\n"
         "def downgrade() -> None:\n    pass\n"
@@ -197,15 +281,15 @@ async def test_a_later_revision_can_use_the_new_enum_value(
     try:
         async with engine.connect() as connection:
 
-            def upgrade_to_0004(sync_connection: Connection) -> None:
+            def upgrade_to_9003(sync_connection: Connection) -> None:
                 config = alembic_config_for_tests(connection=sync_connection)
                 config.set_main_option("script_location", str(scripts))
-                command.upgrade(config, "head")  # 0003 and 0004 in one run
+                command.upgrade(config, "9003")  # 0003 and 9003 (a branch off it) in one run
 
-            await connection.run_sync(upgrade_to_0004)
+            await connection.run_sync(upgrade_to_9003)
     finally:
         await engine.dispose()
-    assert (await inspect(url))[2] == ["0004"]
+    assert (await inspect(url))[2] == ["9003"]
 
 
 async def test_autogenerate_a_model_change_and_apply_it(

@@ -14,13 +14,18 @@ from sqlalchemy import insert, text, update
 from sqlalchemy.exc import ArgumentError, DataError, DBAPIError, IntegrityError, StatementError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm.exc import StaleDataError
-from sqlmodel import Field, col
+from sqlmodel import Field, SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from examples.app.models import Hero, HeroStatus, Team
 from examples.app.schemas import HeroCreate, HeroPublic, HeroUpdate
 from examples.data_models import VillainRegister, create_hero, update_hero
-from examples.pitfalls import VillainCreate, define_two_tables_with_one_column, pitfall_registry
+from examples.pitfalls import (
+    Sighting,
+    VillainCreate,
+    define_two_tables_with_one_column,
+    pitfall_registry,
+)
 from examples.servicebase.errors import DatabaseError, classify
 from tests.conftest import Backend
 from tests.support import raw_rows
@@ -83,8 +88,47 @@ async def test_aware_datetimes_are_stored_as_the_same_instant(session: AsyncSess
 async def test_naive_datetimes_are_refused(session: AsyncSession) -> None:
     hero = await create_hero(session, new_hero())
     hero.deleted_at = datetime(2030, 1, 1)
-    with pytest.raises(StatementError, match="naive datetime"):
+    with pytest.raises(StatementError, match="Datetime values must have timezone information"):
         await session.flush()
+
+
+async def test_datetime_types_per_backend(backend: Backend, engine: AsyncEngine) -> None:
+    """SQLModel's own datetime type, ours, and NaiveDatetime: what each stores and returns."""
+    table = pitfall_registry.metadata.tables["sighting"]
+    async with engine.begin() as conn:
+        await conn.run_sync(pitfall_registry.metadata.create_all, tables=[table])
+    plus_two = timezone(timedelta(hours=2))
+    at = datetime(2030, 1, 1, 12, 0, 0, 123456, tzinfo=plus_two)
+    in_utc = datetime(2030, 1, 1, 10, 0, 0, 123456, tzinfo=UTC)
+    local = datetime(2030, 1, 1, 12, 0, 0, 654321)
+    try:
+        async with AsyncSession(engine) as session:
+            if backend.name == "postgresql":  # still UTC when the session's zone isn't
+                await (await session.connection()).exec_driver_sql("SET TIME ZONE 'Asia/Kolkata'")
+            session.add(Sighting(seen_at=at, logged_at=at, local_time=local))
+            await session.flush()
+            session.expunge_all()
+            row = (await session.exec(select(Sighting))).one()
+            whole_seconds = backend.name == "mysql"  # plain DATETIME
+            assert row.seen_at == (in_utc.replace(microsecond=0) if whole_seconds else in_utc)
+            assert row.logged_at == in_utc  # DATETIME(6) on MySQL
+            assert row.seen_at.tzinfo is UTC
+            assert row.logged_at is not None
+            assert row.logged_at.tzinfo is UTC
+            assert row.local_time == (local.replace(microsecond=0) if whole_seconds else local)
+            assert row.local_time is not None
+            assert row.local_time.tzinfo is None
+
+            session.add(Sighting(seen_at=datetime(2030, 1, 1)))  # naive: refused before SQL
+            with pytest.raises(StatementError) as caught:
+                await session.flush()
+            assert str(caught.value.orig) == (
+                "Datetime values must have timezone information. Use datetime.now(timezone.utc),"
+                " or annotate the field with NaiveDatetime for naive storage."
+            )
+    finally:
+        async with engine.begin() as conn:
+            await conn.run_sync(pitfall_registry.metadata.drop_all, tables=[table])
 
 
 async def reload(session: AsyncSession, hero: Hero) -> Hero:
@@ -322,3 +366,29 @@ def test_model_config_as_configdict_fails_mypy_strict(tmp_path: Path) -> None:
     assert len(errors) == 1, result.stdout
     assert errors[0].startswith(f"{module}:10: error: Incompatible types in assignment")
     assert 'base class "SQLModel" defined the type as "SQLModelConfig"' in errors[0]
+
+
+def test_composite_uniques_sharing_a_first_column_get_distinct_names() -> None:
+    metadata = sa.MetaData(naming_convention=SQLModel.metadata.naming_convention)
+    table = sa.Table(
+        "listing",
+        metadata,
+        sa.Column("owner", sa.Integer),
+        sa.Column("slug", sa.String(50)),
+        sa.Column("title", sa.String(50)),
+        sa.UniqueConstraint("owner", "slug"),
+        sa.UniqueConstraint("owner", "title"),
+        sa.UniqueConstraint("title"),
+    )
+    names = sorted(str(c.name) for c in table.constraints if isinstance(c, sa.UniqueConstraint))
+    assert names == ["uq_listing_owner_slug", "uq_listing_owner_title", "uq_listing_title"]
+    # The deployed constraint keeps the name revision 0001 gave it.
+    hero_uniques = {
+        str(c.name): [col.name for col in c.columns]
+        for c in Hero.__table__.constraints  # type: ignore[attr-defined]
+        if isinstance(c, sa.UniqueConstraint)
+    }
+    assert hero_uniques == {
+        "uq_hero_name": ["name", "team_id"],
+        "uq_hero_secret_name": ["secret_name"],
+    }

@@ -1,6 +1,7 @@
 """references/servicebase.md: CRUD, filters, sorting, pages, cursors, errors, soft delete."""
 
 import uuid
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -9,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from examples.app.models import HeroStatus, Power, Team
+from examples.app.models import Hero, HeroStatus, Power, Team
 from examples.app.schemas import HeroCreate, HeroUpdate, TeamCreate
 from examples.app.services import HeroService, TeamService
 from examples.data_models import main as data_models_main
@@ -360,6 +361,34 @@ async def test_cursor_pages_go_back(heroes: HeroService) -> None:
     assert [h.name for h in back.items] == [h.name for h in first.items]
     assert back.prev_cursor is None
     assert back.next_cursor is not None
+
+
+@pytest.mark.parametrize("sort", ["created_at", "-created_at"])
+async def test_cursor_walk_on_created_at_mixes_server_and_python_timestamps(
+    heroes: HeroService, session: AsyncSession, sort: str
+) -> None:
+    # One INSERT: the database clock gives these rows created_at in the same millisecond.
+    server_set = await heroes.create_many([hero(f"server{i}") for i in range(4)])
+    clock = server_set[0].created_at
+    assert clock is not None
+    # Python-bound values at and around that instant, down to the microsecond.
+    for i, delta in enumerate((-1, 0, 0, 1, 999)):
+        at = clock + timedelta(microseconds=delta)
+        session.add(Hero(name=f"bound{i}", secret_name=f"bound{i} secret", created_at=at))
+    await session.flush()
+    everyone = sorted([f"server{i}" for i in range(4)] + [f"bound{i}" for i in range(5)])
+    for limit in (1, 2, 3):
+        seen: list[Hero] = []
+        cursor = None
+        for _ in range(len(everyone) + 1):  # a cursor that repeats rows could loop forever
+            page = await heroes.page_by_cursor(sort=sort, limit=limit, cursor=cursor)
+            seen += page.items
+            if page.next_cursor is None:
+                break
+            cursor = page.next_cursor
+        assert sorted(h.name for h in seen) == everyone  # every row exactly once
+        times = [h.created_at for h in seen]
+        assert times == sorted(times, key=lambda t: t or clock, reverse=sort.startswith("-"))
 
 
 async def test_tampered_or_foreign_cursors_are_rejected(heroes: HeroService) -> None:

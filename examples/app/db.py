@@ -104,14 +104,23 @@ def configure_sqlite(engine: AsyncEngine, *, foreign_keys: bool = True) -> None:
         cursor.execute("PRAGMA journal_mode=WAL")  # readers don't block the writer
         cursor.execute("PRAGMA case_sensitive_like=ON")  # LIKE is case-sensitive, as elsewhere
         cursor.close()
-        # SQLite's lower() folds ASCII only; icontains on "É" needs a Unicode-aware one.
-        dbapi_connection.create_function("lower", 1, unicode_lower, deterministic=True)
+        # SQLite's lower() folds ASCII only; icontains on "É" calls this one. A new name, not
+        # "lower": an index on lower(name) must mean the same in every program opening the file.
+        dbapi_connection.create_function("unicode_lower", 1, unicode_lower, deterministic=True)
 
     @event.listens_for(engine.sync_engine, "begin")
     def on_begin(conn: Any) -> None:
-        # IMMEDIATE takes the write lock up front: a read-then-write transaction
-        # can't fail with "database is locked" when another writer got there first.
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # IMMEDIATE takes the write lock up front: a read-then-write transaction can't fail with
+        # "database is locked" when another writer got there first (busy_timeout doesn't cover
+        # that upgrade). Units opened with READ_ONLY begin DEFERRED: no lock, reads run in parallel.
+        if conn.get_execution_options().get("sqlite_begin") == "DEFERRED":
+            conn.exec_driver_sql("BEGIN DEFERRED")
+        else:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+# For units that only read: session_factory(execution_options=READ_ONLY). Other backends ignore it.
+READ_ONLY: dict[str, Any] = {"sqlite_begin": "DEFERRED"}
 
 
 def unicode_lower(value: Any) -> Any:

@@ -15,6 +15,7 @@ from sqlmodel import Field, Relationship, SQLModel
 
 from examples.app.types import (
     INT32_MAX,
+    MYSQL_TABLE,
     JsonValue,
     NulFreeStr,
     UTCDateTime,
@@ -27,7 +28,7 @@ from examples.app.types import (
 # Set before any table model is defined; Alembic needs named constraints to alter or drop them.
 SQLModel.metadata.naming_convention = {
     "ix": "ix_%(column_0_label)s",
-    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",  # every column: (a, b) and (a, c) differ
     "ck": "ck_%(table_name)s_%(constraint_name)s",
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
@@ -83,6 +84,8 @@ class TeamBase(SQLModel):
 
 
 class Team(TeamBase, Timestamped, table=True):
+    __table_args__ = MYSQL_TABLE  # utf8mb4_bin on MySQL, whatever the database's default
+
     id: int | None = Field(default=None, primary_key=True)
 
     # passive_deletes: the database's ON DELETE SET NULL unlinks heroes; without it the ORM
@@ -110,7 +113,9 @@ class HeroBase(SQLModel):
 
 
 class Hero(HeroBase, Timestamped, table=True):
-    __table_args__ = (sa.UniqueConstraint("name", "team_id"),)  # uq_hero_name
+    # Named by hand: revision 0001 created it as uq_hero_name, before the convention above
+    # named every column of a unique constraint. A changed name would need a renaming revision.
+    __table_args__ = (sa.UniqueConstraint("name", "team_id", name="uq_hero_name"), MYSQL_TABLE)
 
     @declared_attr.directive
     def __mapper_args__(cls) -> dict[str, Any]:
@@ -156,6 +161,8 @@ class PowerBase(SQLModel):
 
 
 class Power(PowerBase, table=True):
+    __table_args__ = MYSQL_TABLE
+
     id: int | None = Field(default=None, primary_key=True)
 
     hero_links: list["HeroPower"] = Relationship(
@@ -170,7 +177,7 @@ class HeroPower(SQLModel, table=True):
     """Many-to-many link with its own columns (an association object)."""
 
     __tablename__ = "hero_power"
-    __table_args__ = (sa.CheckConstraint("level BETWEEN 1 AND 10", name="level_range"),)
+    __table_args__ = (sa.CheckConstraint("level BETWEEN 1 AND 10", name="level_range"), MYSQL_TABLE)
 
     hero_id: uuid.UUID = Field(foreign_key="hero.id", ondelete="CASCADE", primary_key=True)
     power_id: int = Field(foreign_key="power.id", ondelete="CASCADE", primary_key=True, index=True)

@@ -4,7 +4,7 @@ Migrations import from here (never from models.py): these change rarely and keep
 """
 
 import enum
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any
 
 import sqlalchemy as sa
@@ -14,6 +14,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.ext.mutable import MutableDict
 from sqlalchemy.orm import QueryableAttribute
 from sqlalchemy.sql.expression import FunctionElement
+from sqlmodel.sql import sqltypes as sqlmodel_types
 from typing_extensions import TypeAliasType
 
 # --8<-- [start:storable_input]
@@ -27,6 +28,13 @@ JsonValue = TypeAliasType(
     "dict[NulFreeStr, JsonValue] | list[JsonValue] | NulFreeStr | int | float | bool | None",
 )
 # --8<-- [end:storable_input]
+
+
+# --8<-- [start:mysql_table]
+# Each table's charset and collation on MySQL/MariaDB, whatever the database was created with:
+# utf8mb4 stores emoji; utf8mb4_bin compares case- and accent-sensitively, like the others.
+MYSQL_TABLE = {"mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin"}
+# --8<-- [end:mysql_table]
 
 
 # --8<-- [start:rel]
@@ -45,33 +53,22 @@ def rel(attribute: object) -> QueryableAttribute[Any]:
 
 
 # --8<-- [start:utc_datetime]
-class UTCDateTime(sa.TypeDecorator[datetime]):
-    """Aware UTC datetimes on every backend.
+class UTCDateTime(sqlmodel_types.UTCDateTime):
+    """SQLModel's type for `datetime` fields, with microseconds on MySQL/MariaDB.
 
-    PostgreSQL's timestamptz already returns aware values; SQLite and MySQL store naive ones,
-    so values are normalised to UTC on the way in and get tzinfo=UTC on the way out.
+    SQLModel's: aware UTC out on every backend, naive in raises ValueError. On MySQL it is a
+    plain DATETIME, which keeps whole seconds only; this one is DATETIME(6).
     """
 
-    impl = sa.DateTime(timezone=True)
     cache_ok = True
+
+    def __init__(self, timezone: bool = True) -> None:  # revision 0001 passes timezone=True
+        super().__init__()
 
     def load_dialect_impl(self, dialect: sa.Dialect) -> sa.types.TypeEngine[Any]:
         if dialect.name == "mysql":
-            return dialect.type_descriptor(mysql.DATETIME(fsp=6))  # microseconds, not seconds
-        return dialect.type_descriptor(sa.DateTime(timezone=True))
-
-    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError(f"naive datetime {value!r}: pass an aware one (tz=UTC)")
-        value = value.astimezone(UTC)
-        return value if dialect.name == "postgresql" else value.replace(tzinfo=None)
-
-    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
-        if value is None or value.tzinfo is not None:
-            return value
-        return value.replace(tzinfo=UTC)
+            return dialect.type_descriptor(mysql.DATETIME(fsp=6))
+        return super().load_dialect_impl(dialect)
 
 
 class utcnow(FunctionElement[datetime]):
@@ -90,7 +87,9 @@ def _utcnow_postgresql(element: utcnow, compiler: Any, **kw: Any) -> str:
 
 @compiles(utcnow, "sqlite")
 def _utcnow_sqlite(element: utcnow, compiler: Any, **kw: Any) -> str:
-    return "(STRFTIME('%Y-%m-%d %H:%M:%f', 'now'))"  # CURRENT_TIMESTAMP drops the milliseconds
+    # SQLite compares these as text: the same layout as SQLAlchemy's bound values, 6 digits
+    # (the clock has milliseconds). CURRENT_TIMESTAMP would drop the milliseconds.
+    return "(STRFTIME('%Y-%m-%d %H:%M:%f000', 'now'))"
 
 
 @compiles(utcnow, "mysql")

@@ -20,6 +20,7 @@ from typing import Annotated, Any
 import sqlalchemy as sa
 from pydantic import AwareDatetime, StringConstraints, TypeAdapter, ValidationError
 from pydantic import Field as PydanticField
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import QueryableAttribute
 
 from examples.servicebase.errors import InvalidFilter
@@ -238,6 +239,34 @@ class FilterSpec:
 
 
 # --8<-- [start:operators]
+class folded(sa.sql.expression.FunctionElement[str]):
+    """lower(), Unicode-aware: SQLite's own lower() folds ASCII only, so there it calls
+    unicode_lower, which the app registers on every SQLite connection (db.py)."""
+
+    type = sa.String()
+    inherit_cache = True
+
+
+@compiles(folded)
+def _folded(element: folded, compiler: Any, **kw: Any) -> str:
+    return f"lower({compiler.process(element.clauses, **kw)})"
+
+
+@compiles(folded, "sqlite")
+def _folded_sqlite(element: folded, compiler: Any, **kw: Any) -> str:
+    return f"unicode_lower({compiler.process(element.clauses, **kw)})"
+
+
+def _ilike(before: str, after: str) -> Callable[[Any, Any], sa.ColumnElement[bool]]:
+    def condition(column: Any, value: str) -> sa.ColumnElement[bool]:
+        # The user's %, _ and / are literal characters, never wildcards (escaped with /).
+        escaped = value.replace("/", "//").replace("%", "/%").replace("_", "/_")
+        pattern = sa.literal(before + escaped + after, sa.String())
+        return folded(column).like(folded(pattern), escape="/")
+
+    return condition
+
+
 def _in(column: Any, values: Sequence[Any]) -> Any:
     return column.in_(values) if values else sa.false()  # empty IN matches nothing
 
@@ -259,11 +288,11 @@ OPERATORS: dict[str, Callable[[Any, Any], sa.ColumnElement[bool]]] = {
     "isnull": lambda c, v: c.is_(None) if v else c.is_not(None),
     # autoescape: the user's % and _ are literal characters, never wildcards.
     "contains": lambda c, v: c.contains(v, autoescape=True),
-    "icontains": lambda c, v: c.icontains(v, autoescape=True),
+    "icontains": _ilike("%", "%"),
     "startswith": lambda c, v: c.startswith(v, autoescape=True),
-    "istartswith": lambda c, v: c.istartswith(v, autoescape=True),
+    "istartswith": _ilike("", "%"),
     "endswith": lambda c, v: c.endswith(v, autoescape=True),
-    "iendswith": lambda c, v: c.iendswith(v, autoescape=True),
+    "iendswith": _ilike("%", ""),
 }
 # --8<-- [end:operators]
 

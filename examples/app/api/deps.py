@@ -7,6 +7,7 @@ from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from examples.app.db import READ_ONLY
 from examples.app.services import HeroService, PowerService, TeamService
 from examples.app.settings import Settings
 
@@ -20,8 +21,12 @@ def get_session_factory(request: Request) -> async_sessionmaker[AsyncSession]:
 SessionFactoryDep = Annotated[async_sessionmaker[AsyncSession], Depends(get_session_factory)]
 
 
-async def get_session(session_factory: SessionFactoryDep) -> AsyncIterator[AsyncSession]:
-    async with session_factory() as session, session.begin():
+async def get_session(
+    request: Request, session_factory: SessionFactoryDep
+) -> AsyncIterator[AsyncSession]:
+    # GET only reads: on SQLite it begins DEFERRED, so reads don't wait for each other.
+    options = READ_ONLY if request.method in ("GET", "HEAD") else {}
+    async with session_factory(execution_options=options) as session, session.begin():
         yield session  # commits after the endpoint (and serialisation); rolls back on error
 
 

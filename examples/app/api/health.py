@@ -10,6 +10,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from examples.app.db import READ_ONLY
 from examples.app.settings import Settings
 
 router = APIRouter(tags=["health"])
@@ -40,6 +41,7 @@ async def ready(request: Request) -> JSONResponse:
     try:
         # Shorter than pool_timeout: a full pool or a dead server answers 503 in seconds.
         async with asyncio.timeout(settings.health_timeout), engine.connect() as connection:
+            await connection.execution_options(**READ_ONLY)  # SQLite: don't wait for writers
             await connection.execute(text("SELECT 1"))
     except (TimeoutError, PoolTimeoutError, DBAPIError, OSError):
         body = {"status": "unavailable", "database": "unreachable", "pool": pool}

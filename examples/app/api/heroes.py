@@ -11,6 +11,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from examples.app.api.deps import HeroServiceDep, SessionFactoryDep
+from examples.app.db import READ_ONLY
 from examples.app.models import Hero
 from examples.app.schemas import HeroCreate, HeroDetail, HeroPublic, HeroUpdate
 from examples.app.services import HeroService
@@ -95,7 +96,7 @@ async def hero_feed(
 async def export_heroes(session_factory: SessionFactoryDep) -> StreamingResponse:
     async def lines() -> AsyncIterator[str]:
         # The body is produced after the endpoint returned: its own session, not the request's.
-        async with session_factory() as session:
+        async with session_factory(execution_options=READ_ONLY) as session:  # SQLite: no lock
             rows = await session.stream_scalars(
                 select(Hero).where(col(Hero.deleted_at).is_(None)).order_by(col(Hero.id))
             )
