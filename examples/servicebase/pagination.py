@@ -161,7 +161,8 @@ class CursorCodec:
 
     def decode(self, cursor: str, keys: Sequence[SortKey], binding: str) -> tuple[list[Any], str]:
         body, _, signature = cursor.partition(".")
-        if not hmac.compare_digest(signature, self._sign(body.encode())):
+        # bytes: compare_digest raises TypeError on a str with non-ASCII characters
+        if not hmac.compare_digest(signature.encode(), self._sign(body.encode()).encode()):
             raise InvalidFilter("invalid cursor")
         try:
             payload = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
