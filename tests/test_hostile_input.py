@@ -14,6 +14,7 @@ reads back as sent.
 
 import itertools
 import json
+import re
 import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from httpx import AsyncClient, Response
 from sqlmodel import SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from examples.app import models, schemas
 from examples.app.main import create_app
 from examples.app.settings import Settings
 from examples.app.types import JSON_MAX_BYTES, JSON_MAX_DEPTH
@@ -38,6 +40,7 @@ OPERATIONS = sorted(
 # test session's open transaction holds SQLite's write lock).
 OWN_ENGINE = {"/health"}
 WRITES = {"POST", "PUT", "PATCH", "DELETE"}
+JSON = {"content-type": "application/json"}
 LEAKS = ("SELECT", "INSERT", "UPDATE", "sqlalchemy", "asyncpg", "pymysql", "sqlite3", "Traceback")
 
 
@@ -483,7 +486,11 @@ async def read_back(client: AsyncClient, op: Operation, url: str, response: Resp
     written = response.json() if response.content else None
     path, url = op.path, url.split("?")[0]
     if op.method == "POST" and isinstance(written, dict) and "id" in written:
-        items = [p for p in SPEC["paths"] if p.startswith(f"{path}/{{") and p.count("/") == path.count("/") + 1]
+        items = [
+            p
+            for p in SPEC["paths"]
+            if p.startswith(f"{path}/{{") and p.count("/") == path.count("/") + 1
+        ]
         path, url = (items[0], f"{url}/{written['id']}") if items else ("", url)
     if "get" not in SPEC["paths"].get(path, {}):
         return written
@@ -595,3 +602,128 @@ def test_every_schema_type_has_hostile_values() -> None:
             except LookupError as error:
                 unknown.append(f"{method} {path}: {error}")
     assert not unknown
+
+
+# ---------------------------------------------------------------- one test per finding
+
+
+def body_operations() -> list[tuple[str, str, type[SQLModel], type[SQLModel]]]:
+    """(method, path, data model, table model) for every operation that takes a body."""
+    found = []
+    for path, method in OPERATIONS:
+        op = Operation(path, method, SPEC["paths"][path][method.lower()])
+        if op.body_schema:
+            table = re.sub(r"(Create|Update|Grant)$", "", op.body_schema)
+            found.append((method, path, getattr(schemas, op.body_schema), getattr(models, table)))
+    return found
+
+
+async def test_null_for_a_not_null_column_is_a_422_naming_the_field(
+    client: AsyncClient, session: AsyncSession
+) -> None:
+    """Every Create/Update field whose column is NOT NULL refuses null at the boundary (a
+    validation error naming the field, not the database's ConstraintViolation)."""
+    world = await make_world(client)
+    checked = []
+    for method, path, data_model, table_model in body_operations():
+        op = Operation(path, method, SPEC["paths"][path][method.lower()])
+        columns = table_model.__table__.columns  # type: ignore[attr-defined]
+        for name in data_model.model_fields:
+            if name not in columns or columns[name].nullable:
+                continue
+            failure, response = await run_case(
+                client, session, op, world, Case(f"{name}=null", body_fields={name: None})
+            )
+            assert failure is None, failure
+            assert response is not None
+            assert response.status_code == 422, (method, path, name, response.text)
+            assert ["body", name] in [e["loc"][:2] for e in response.json()["detail"]], (
+                method, path, response.text,
+            )  # fmt: skip
+            checked.append(f"{data_model.__name__}.{name}")
+    assert {"HeroUpdate.name", "HeroUpdate.status", "HeroUpdate.attributes"} <= set(checked)
+    assert {"TeamUpdate.name", "TeamUpdate.headquarters", "HeroCreate.attributes"} <= set(checked)
+
+
+@pytest.mark.parametrize("number", ["NaN", "Infinity", "-Infinity", "1e400", "-1e400"])
+async def test_non_finite_numbers_are_a_422_and_store_nothing(
+    client: AsyncClient, session: AsyncSession, number: str
+) -> None:
+    """Python's json (so Starlette) reads NaN, Infinity and 1e400 (as inf). They were a 500 on
+    PostgreSQL and MariaDB and stored as null on SQLite."""
+    hero = (await client.post("/heroes", json={"name": "n", "secret_name": "s"})).json()
+    before = await snapshot(session)
+    bodies = [
+        f'{{"name": "a", "secret_name": "b", "attributes": {{"x": {number}}}}}',
+        f'{{"name": "a", "secret_name": "b", "attributes": {{"a": {{"b": [1, {number}]}}}}}}',
+        f'{{"name": "a", "secret_name": "b", "age": {number}}}',
+    ]
+    for body in bodies:
+        response = await client.post("/heroes", content=body, headers=JSON)
+        assert response.status_code == 422, response.text
+        patched = await client.patch(
+            f"/heroes/{hero['id']}", content=body, headers={**JSON, "If-Match": "*"}
+        )
+        assert patched.status_code == 422, patched.text
+    assert await snapshot(session) == before
+
+
+async def test_a_lone_surrogate_is_a_422_whose_body_can_be_encoded(client: AsyncClient) -> None:
+    """FastAPI's own handler echoed the input back; a lone surrogate can't be encoded as UTF-8,
+    so its 422 became a 500 (UnicodeEncodeError). Now: the field and the rule, no input."""
+    bodies = [
+        '{"name": "\\ud800", "secret_name": "b"}',
+        '{"name": "a", "secret_name": "b", "attributes": {"\\ud800": 1}}',
+        '{"name": "a", "secret_name": "b", "age": NaN}',  # NaN echoed back: not JSON either
+    ]
+    for body in bodies:
+        response = await client.post("/heroes", content=body, headers=JSON)
+        assert response.status_code == 422, response.text
+        errors = response.json()["detail"]
+        assert all(set(error) == {"type", "loc", "msg"} for error in errors), errors
+    key_error = (await client.post("/heroes", content=bodies[1], headers=JSON)).json()
+    assert [e["loc"][:2] for e in key_error["detail"]] == [["body", "attributes"]]
+    assert (await client.get("/heroes")).json()["total"] == 0
+
+
+@pytest.mark.parametrize(
+    ("if_match", "status", "error"),
+    [
+        (None, 428, "PreconditionRequired"),  # required: no lost updates by omission
+        ("x", 400, "InvalidPrecondition"),  # not the RFC 9110 grammar
+        ('"2', 400, "InvalidPrecondition"),
+        ('"2" "3"', 400, "InvalidPrecondition"),  # a list needs commas
+        ('W/"2"', 412, "StaleVersion"),  # weak tags never match (strong comparison)
+        ('"02"', 412, "StaleVersion"),  # opaque tags compare as text
+        ('"1"', 412, "StaleVersion"),  # stale
+        ('"abc", "7"', 412, "StaleVersion"),  # well-formed, none is current
+        ("", 412, "StaleVersion"),  # an empty list: nothing can match
+        ('"1", "2"', 200, None),  # a list matches if any tag does
+        (' "9" ,, W/"1", "2" ', 200, None),  # whitespace and empty elements are allowed
+        ("*", 200, None),  # any current representation
+    ],
+)
+async def test_if_match_follows_rfc_9110(
+    client: AsyncClient, if_match: str | None, status: int, error: str | None
+) -> None:
+    hero = (await client.post("/heroes", json={"name": "a", "secret_name": "b"})).json()
+    read = await client.get(f"/heroes/{hero['id']}")
+    assert read.headers["ETag"] == '"2"'  # 1, then the background task's welcome
+    headers = {} if if_match is None else {"If-Match": if_match}
+    response = await client.patch(f"/heroes/{hero['id']}", json={"age": 7}, headers=headers)
+    assert response.status_code == status, response.text
+    after = await client.get(f"/heroes/{hero['id']}")
+    if error:
+        assert response.json()["error"] == error
+        assert (after.json()["age"], after.headers["ETag"]) == (None, '"2"')  # untouched
+    else:
+        assert (after.json()["age"], after.headers["ETag"]) == (7, '"3"')
+        assert response.headers["ETag"] == '"3"'
+
+
+async def test_if_match_on_an_unknown_hero_is_a_404(client: AsyncClient) -> None:
+    """RFC 9110 13.2.1: a precondition is evaluated only where the request would succeed."""
+    unknown = "/heroes/00000000-0000-0000-0000-000000000000"
+    for if_match in ('"1"', "*", 'W/"1"'):
+        response = await client.patch(unknown, json={"age": 1}, headers={"If-Match": if_match})
+        assert response.status_code == 404, response.text
