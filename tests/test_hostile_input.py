@@ -727,3 +727,49 @@ async def test_if_match_on_an_unknown_hero_is_a_404(client: AsyncClient) -> None
     for if_match in ('"1"', "*", 'W/"1"'):
         response = await client.patch(unknown, json={"age": 1}, headers={"If-Match": if_match})
         assert response.status_code == 404, response.text
+
+
+@pytest.mark.parametrize(
+    ("path", "params"),
+    [
+        # aware, but before year 1 / after 9999 in UTC: OverflowError when bound (a 500)
+        ("/heroes", {"created_at__gte": "0001-01-01T00:00:00+14:00"}),
+        ("/teams", {"created_at__lt": "9999-12-31T23:59:59-12:00"}),
+        ("/heroes", {"filter": '{"field": "created_at", "op": "gt", "value": "0001-01-01T00:00+01:00"}'}),
+        # json.loads raised RecursionError (a 500): 10,000 characters nest 5,000 levels
+        ("/heroes", {"filter": "[" * 5_000 + "]" * 5_000}),
+        # hmac.compare_digest raised TypeError on a str with non-ASCII characters (a 500)
+        ("/heroes/feed", {"cursor": "é.é"}),
+    ],
+)  # fmt: skip
+async def test_query_edges_that_were_server_errors_are_422s(
+    client: AsyncClient, path: str, params: dict[str, str]
+) -> None:
+    response = await client.get(path, params=params)
+    assert response.status_code == 422, response.text
+    assert refusal_problem(response) is None
+
+
+async def test_json_depth_and_size_limits_hold_on_every_backend(
+    client: AsyncClient, session: AsyncSession
+) -> None:
+    """At the limits a document is stored and reads back; one level or byte more is a 422.
+    MariaDB's JSON CHECK refused 32 levels (error 4025, a 500) and a statement over
+    max_allowed_packet dropped the connection."""
+    deepest = {"x": nested(JSON_MAX_DEPTH - 1)}  # the document is level 1
+    largest = {"x": "a" * (JSON_MAX_BYTES - len('{"x": ""}'))}
+    for name, document in [("deep", deepest), ("large", largest)]:
+        created = await client.post(
+            "/heroes", json={"name": name, "secret_name": name, "attributes": document}
+        )
+        assert created.status_code == 201, created.text[:300]
+        stored = (await client.get(f"/heroes/{created.json()['id']}")).json()["attributes"]
+        assert stored == {**document, "welcomed": True}
+    before = await snapshot(session)
+    for document in [{"x": nested(JSON_MAX_DEPTH)}, {"x": "a" * JSON_MAX_BYTES}]:
+        refused = await client.post(
+            "/heroes", json={"name": "n", "secret_name": "s", "attributes": document}
+        )
+        assert refused.status_code == 422, refused.text[:300]
+        assert "JSON" in refused.json()["detail"][0]["msg"]
+    assert await snapshot(session) == before

@@ -15,7 +15,7 @@ from sqlmodel import Field, Relationship, SQLModel
 
 from examples.app.types import (
     INT32_MAX,
-    JsonDocument,
+    JsonValue,
     NulFreeStr,
     UTCDateTime,
     json_document,
@@ -100,7 +100,7 @@ class HeroBase(SQLModel):
     name: NulFreeStr = Field(max_length=100, index=True)
     age: int | None = Field(default=None, ge=0, le=10_000, index=True)
     status: HeroStatus = Field(default=HeroStatus.ACTIVE, sa_type=hero_status_type)
-    attributes: JsonDocument = Field(default_factory=dict, sa_type=json_document)
+    attributes: dict[NulFreeStr, JsonValue] = Field(default_factory=dict, sa_type=json_document)
     team_id: int | None = Field(
         default=None, foreign_key="team.id", ondelete="SET NULL", index=True, ge=1, le=INT32_MAX
     )

@@ -39,6 +39,8 @@ class TeamPublic(TeamBase):
 # --8<-- [start:hero_schemas]
 class HeroCreate(HeroBase):
     secret_name: NulFreeStr = Field(max_length=100)
+    # Input only: the depth and size limits (Public models would refuse what the server wrote).
+    attributes: JsonDocument = Field(default_factory=dict)
 
 
 class HeroUpdate(SQLModel):
