@@ -161,8 +161,8 @@ class CursorCodec:
 
     def decode(self, cursor: str, keys: Sequence[SortKey], binding: str) -> tuple[list[Any], str]:
         body, _, signature = cursor.partition(".")
-        # bytes: compare_digest raises TypeError on a str with non-ASCII characters
-        if not hmac.compare_digest(signature.encode(), self._sign(body.encode()).encode()):
+        # compare_digest refuses non-ASCII str with a TypeError: a client's "é" must be a 422.
+        if not signature.isascii() or not hmac.compare_digest(signature, self._sign(body.encode())):
             raise InvalidFilter("invalid cursor")
         try:
             payload = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
