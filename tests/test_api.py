@@ -132,7 +132,8 @@ async def test_hero_walk(client: AsyncClient) -> None:
     )
     error(
         await client.patch(f"/heroes/{mentor['id']}", json={"age": 50}, headers={"If-Match": "x"}),
-        422,
+        400,
+        "InvalidPrecondition",
     )
     revoked = await client.delete(f"/heroes/{mentor['id']}/powers/{power['id']}")
     assert revoked.status_code == 204

@@ -161,3 +161,21 @@ def test_skill_md_is_a_short_self_sufficient_guide() -> None:
     assert "README" not in body  # installers drop README.md
     for reference in REFERENCES:  # every reference is reachable from the router
         assert f"(references/{reference.name})" in body, reference.name
+
+
+FASTAPI_SCOPE_FLOOR = (0, 121)  # Depends(scope=...): TypeError on 0.120
+
+
+def test_the_stated_fastapi_floor_has_depends_scope() -> None:
+    """Every FastAPI version the skill states is the floor for Depends(scope=...), 0.121, and
+    pyproject requires at least that."""
+    stated = re.compile(r"FastAPI\s*(?:≥|>=)?\s*(\d+)\.(\d+)\+?")
+    found = {}
+    for path in DOCS:
+        for match in stated.finditer(path.read_text(encoding="utf-8")):
+            found[f"{rel(path)}: {match[0]}"] = (int(match[1]), int(match[2]))
+    assert len(found) >= 2, found  # SKILL.md's compatibility and its Versions note
+    assert {floor for floor in found.values()} == {FASTAPI_SCOPE_FLOOR}, found
+    required = re.search(r'"fastapi>=(\d+)\.(\d+)', (ROOT / "pyproject.toml").read_text())
+    assert required is not None
+    assert (int(required[1]), int(required[2])) >= FASTAPI_SCOPE_FLOOR

@@ -12,7 +12,7 @@ from datetime import datetime
 from sqlmodel import Field, SQLModel
 
 from examples.app.models import HeroBase, HeroStatus, PowerBase, TeamBase
-from examples.app.types import INT32_MAX, JsonValue, NulFreeStr
+from examples.app.types import INT32_MAX, JsonDocument, NulFreeStr
 
 
 # --8<-- [start:team_schemas]
@@ -21,8 +21,10 @@ class TeamCreate(TeamBase):
 
 
 class TeamUpdate(SQLModel):
-    name: NulFreeStr | None = Field(default=None, max_length=100)
-    headquarters: NulFreeStr | None = Field(default=None, max_length=200)
+    # NOT NULL columns: may be omitted (unchanged), never null. The type has no None, so an
+    # explicit null is a 422 naming the field; the default None is only "not sent".
+    name: NulFreeStr = Field(default=None, max_length=100)
+    headquarters: NulFreeStr = Field(default=None, max_length=200)
 
 
 class TeamPublic(TeamBase):
@@ -37,15 +39,18 @@ class TeamPublic(TeamBase):
 # --8<-- [start:hero_schemas]
 class HeroCreate(HeroBase):
     secret_name: NulFreeStr = Field(max_length=100)
+    # Input only: the depth and size limits (Public models would refuse what the server wrote).
+    attributes: JsonDocument = Field(default_factory=dict)
 
 
 class HeroUpdate(SQLModel):
-    # All optional: apply with model_dump(exclude_unset=True) so omitted fields stay untouched
-    # and an explicit null still clears a nullable column.
-    name: NulFreeStr | None = Field(default=None, max_length=100)
+    # All optional: apply with model_dump(exclude_unset=True) so omitted fields stay untouched.
+    # `| None` only where the column is nullable (an explicit null clears it); for NOT NULL
+    # columns null is a 422 naming the field, not a database error.
+    name: NulFreeStr = Field(default=None, max_length=100)
     age: int | None = Field(default=None, ge=0, le=10_000)
-    status: HeroStatus | None = None
-    attributes: dict[NulFreeStr, JsonValue] | None = None
+    status: HeroStatus = Field(default=None)
+    attributes: JsonDocument = Field(default=None)
     team_id: int | None = Field(default=None, ge=1, le=INT32_MAX)
     mentor_id: uuid.UUID | None = None
 

@@ -4,11 +4,12 @@ Migrations import from here (never from models.py): these change rarely and keep
 """
 
 import enum
+import json
 from datetime import datetime
 from typing import Annotated, Any
 
 import sqlalchemy as sa
-from pydantic import StringConstraints
+from pydantic import BeforeValidator, FiniteFloat, StringConstraints
 from sqlalchemy.dialects import mysql, postgresql
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.ext.mutable import MutableDict
@@ -23,10 +24,33 @@ from typing_extensions import TypeAliasType
 INT32_MAX = 2**31 - 1  # INTEGER columns
 NO_NUL = r"^[^\x00]*$"  # PostgreSQL refuses NUL characters in text and in JSON strings
 NulFreeStr = Annotated[str, StringConstraints(pattern=NO_NUL)]
+# FiniteFloat: JSON has no NaN or Infinity (Python's json reads them, and 1e400 as inf);
+# PostgreSQL and MariaDB refuse them, SQLite stores null.
 JsonValue = TypeAliasType(
     "JsonValue",
-    "dict[NulFreeStr, JsonValue] | list[JsonValue] | NulFreeStr | int | float | bool | None",
+    "dict[NulFreeStr, JsonValue] | list[JsonValue] | NulFreeStr | int | FiniteFloat | bool | None",
 )
+JSON_MAX_DEPTH = 31  # MariaDB's JSON_VALID (its JSON column's CHECK) refuses 32 nested levels
+JSON_MAX_BYTES = 65_536  # MariaDB drops the connection on a statement over max_allowed_packet
+
+
+def storable_json(document: Any) -> Any:
+    """Depth and size limits, checked before the (recursive) type validation."""
+    stack = [(document, 1)]
+    while stack:  # a loop, not recursion: 10,000 levels must not raise RecursionError
+        value, depth = stack.pop()
+        if isinstance(value, dict | list):
+            if depth > JSON_MAX_DEPTH:
+                raise ValueError(f"JSON nested deeper than {JSON_MAX_DEPTH} levels")
+            children = value.values() if isinstance(value, dict) else value
+            stack.extend((child, depth + 1) for child in children)
+    size = len(json.dumps(document, default=str).encode())  # ASCII: escapes count, as stored
+    if size > JSON_MAX_BYTES:
+        raise ValueError(f"JSON document over {JSON_MAX_BYTES} bytes")
+    return document
+
+
+JsonDocument = Annotated[dict[NulFreeStr, JsonValue], BeforeValidator(storable_json)]
 # --8<-- [end:storable_input]
 
 

@@ -14,11 +14,11 @@ import enum
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, Any
 
 import sqlalchemy as sa
-from pydantic import AwareDatetime, StringConstraints, TypeAdapter, ValidationError
+from pydantic import AfterValidator, AwareDatetime, StringConstraints, TypeAdapter, ValidationError
 from pydantic import Field as PydanticField
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import QueryableAttribute
@@ -88,6 +88,17 @@ class Not:
 Node = Condition | And | Or | Not
 
 
+def in_utc(value: datetime) -> datetime:
+    """0001-01-01T00:00+14:00 is valid but before year 1 in UTC: a 422, not an OverflowError."""
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("outside years 1-9999 in UTC") from None
+
+
+UTCInstant = Annotated[AwareDatetime, AfterValidator(in_utc)]
+
+
 def value_type_for(column: QueryableAttribute[Any]) -> Any:
     """The Python type a filter value must have to be storable in this column."""
     sql_type = column.expression.type
@@ -105,7 +116,7 @@ def value_type_for(column: QueryableAttribute[Any]) -> Any:
     if isinstance(sql_type, sa.Uuid):
         return uuid.UUID
     if isinstance(sql_type, sa.DateTime):
-        return AwareDatetime if sql_type.timezone else datetime
+        return UTCInstant if sql_type.timezone else datetime
     if isinstance(sql_type, sa.Date):
         return date
     if isinstance(sql_type, sa.String):

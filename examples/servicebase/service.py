@@ -3,7 +3,7 @@
 The caller owns the transaction: methods flush, never commit (see transactions.unit_of_work).
 """
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any, ClassVar, Generic, TypeVar
 
 import sqlalchemy as sa
@@ -293,16 +293,17 @@ class ServiceBase(Generic[ModelT, CreateT, UpdateT]):
 
     # --8<-- [start:update]
     async def update(
-        self, id: Any, data: UpdateT, *, expected_version: int | None = None
+        self, id: Any, data: UpdateT, *, expected_version: int | Collection[int] | None = None
     ) -> ModelT:
-        """Partial update of the fields the client sent; optimistic locking on the version."""
+        """Partial update of the fields the client sent; optimistic locking on the version.
+
+        expected_version: the version the client read, or several (an If-Match list); None: any.
+        """
         obj = await self.get(id)
-        if (
-            expected_version is not None
-            and self._version is not None
-            and getattr(obj, self._version.key) != expected_version
-        ):
-            raise StaleVersion(f"{self._name} {id} is at a newer version; reload it")
+        if expected_version is not None and self._version is not None:
+            accepted = {expected_version} if isinstance(expected_version, int) else expected_version
+            if getattr(obj, self._version.key) not in accepted:
+                raise StaleVersion(f"{self._name} {id} is at a newer version; reload it")
         obj.sqlmodel_update(data.model_dump(exclude_unset=True))
         await self._flush()  # UPDATE ... WHERE id = :id AND version = :read_version
         return obj

@@ -10,6 +10,7 @@ from typing import Annotated, Any, Generic, TypeVar
 
 from annotated_types import Len
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, create_model
 from sqlalchemy.exc import DBAPIError
@@ -22,6 +23,7 @@ from examples.servicebase.errors import (
     ForeignKeyViolation,
     InvalidFilter,
     NotFound,
+    ServiceError,
     StaleVersion,
     classify,
 )
@@ -112,6 +114,8 @@ def filter_from_query(params: BaseModel) -> dict[str, Any] | None:
             conditions.append(json.loads(raw_filter))
         except json.JSONDecodeError:
             raise InvalidFilter("filter is not valid JSON") from None
+        except RecursionError:  # json.loads recurses per level: 10,000 characters nest 5,000
+            raise InvalidFilter("filter nested too deeply") from None
     return {"and": conditions} if conditions else None
 
 
@@ -131,15 +135,26 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     return {code: {"model": ErrorBody} for code in (*codes, 422, 500, 503)}
 
 
+class InvalidPrecondition(ServiceError):
+    """If-Match is neither * nor a list of entity tags: 400."""
+
+
+class PreconditionRequired(ServiceError):
+    """An update without If-Match where the API requires one: 428 (RFC 6585)."""
+
+
 # --8<-- [start:error_handlers]
 STATUS = {
+    InvalidPrecondition: 400,
     NotFound: 404,
     Conflict: 409,
     ForeignKeyViolation: 409,
     StaleVersion: 412,
     ConstraintViolation: 422,
     InvalidFilter: 422,
+    PreconditionRequired: 428,
 }
+MAX_ERRORS = 20  # validation errors per response: a 10,000-item list can't make a 10 MB body
 
 
 def add_error_handlers(app: FastAPI, *, retry_after_seconds: int = 1) -> None:
@@ -169,6 +184,22 @@ def add_error_handlers(app: FastAPI, *, retry_after_seconds: int = 1) -> None:
                 )
         return JSONResponse({"detail": "database error", "error": "DatabaseError"}, 500)
 
+    async def invalid_request(_request: Request, error: Exception) -> JSONResponse:
+        # Replaces FastAPI's handler, which echoes each bad input: a lone surrogate can't be
+        # encoded (UnicodeEncodeError) and NaN isn't JSON (ValueError), so the 422 became a 500.
+        # Name the field and the rule, never the value.
+        errors = error.errors() if isinstance(error, RequestValidationError) else []
+        detail = [
+            {
+                "type": e["type"],
+                "loc": [printable(part) for part in e["loc"]],
+                "msg": printable(e["msg"]),
+            }
+            for e in errors[:MAX_ERRORS]
+        ]
+        return JSONResponse({"detail": detail}, status_code=422)
+
+    app.add_exception_handler(RequestValidationError, invalid_request)
     for kind in STATUS:
         app.add_exception_handler(kind, service_error)
     app.add_exception_handler(PoolTimeoutError, unavailable)
@@ -176,6 +207,15 @@ def add_error_handlers(app: FastAPI, *, retry_after_seconds: int = 1) -> None:
     app.add_exception_handler(ConnectionError, unavailable)
     app.add_exception_handler(socket.gaierror, unavailable)
     app.add_exception_handler(DBAPIError, database_error)
+
+
+def printable(value: Any) -> Any:
+    """Encodable text, at most 100 characters: a lone surrogate becomes the text \\ud800."""
+    return (
+        value[:100].encode("utf-8", "backslashreplace").decode()
+        if isinstance(value, str)
+        else value
+    )
 
 
 # --8<-- [end:error_handlers]
@@ -191,15 +231,37 @@ def is_unreachable(error: DBAPIError) -> bool:
     return False
 
 
+# --8<-- [start:if_match]
+ENTITY_TAG = r'(W/)?"([\x21\x23-\x7e\x80-\xff]*)"'  # RFC 9110 8.8.3; headers arrive as latin-1
+# #entity-tag: comma-separated, empty elements allowed. Possessive (*+, ?+): linear on any input.
+IF_MATCH_LIST = re.compile(
+    rf"[ \t]*+(?:{ENTITY_TAG})?+(?:[ \t]*+,[ \t]*+(?:{ENTITY_TAG})?+)*+[ \t]*+"
+)
+
+
 def etag(version: int) -> str:
     return f'"{version}"'
 
 
-def expected_version(if_match: str | None) -> int | None:
-    """The version in an If-Match header ("3" or W/"3"), or None when absent."""
+def if_match_versions(if_match: str | None, *, required: bool = True) -> frozenset[int] | None:
+    """The versions an If-Match header accepts (RFC 9110 13.1.1); None: any (`*`, or optional).
+
+    A list matches if any of its tags does. Comparison is strong: a weak tag (W/"3") never
+    matches, nor does a tag this API didn't make; both end in 412 once the row is found.
+    """
     if if_match is None:
+        if required:  # without it, a client overwrites edits it never saw (lost update)
+            raise PreconditionRequired('send If-Match: the ETag from GET, e.g. "3"; * for any')
         return None
-    value = if_match.strip().removeprefix("W/").strip('"')
-    if not value.isdigit() or len(value) > 18:
-        raise InvalidFilter('If-Match must be an ETag from this API, e.g. "3"')
-    return int(value)
+    if if_match.strip(" \t") == "*":
+        return None
+    if not IF_MATCH_LIST.fullmatch(if_match):
+        raise InvalidPrecondition('If-Match must be * or a list of ETags, e.g. "3", "4"')
+    return frozenset(
+        int(tag[2])
+        for tag in re.finditer(ENTITY_TAG, if_match)
+        if not tag[1] and re.fullmatch(r"0|[1-9][0-9]{0,17}", tag[2])  # "01" is not "1"
+    )
+
+
+# --8<-- [end:if_match]

@@ -23,8 +23,8 @@ from examples.servicebase.web import (
     OffsetPage,
     error_responses,
     etag,
-    expected_version,
     filter_from_query,
+    if_match_versions,
     list_query_model,
 )
 
@@ -117,7 +117,7 @@ async def get_hero(hero_id: uuid.UUID, heroes: HeroServiceDep, response: Respons
 
 
 # --8<-- [start:conditional_update]
-@router.patch("/{hero_id}", response_model=HeroPublic, responses=error_responses(412))
+@router.patch("/{hero_id}", response_model=HeroPublic, responses=error_responses(400, 412, 428))
 async def update_hero(
     hero_id: uuid.UUID,
     data: HeroUpdate,
@@ -125,8 +125,9 @@ async def update_hero(
     response: Response,
     if_match: Annotated[str | None, Header()] = None,
 ) -> Hero:
-    # If-Match: "<version from the ETag>" -> 412 when someone else changed the hero meanwhile.
-    hero = await heroes.update(hero_id, data, expected_version=expected_version(if_match))
+    # If-Match: "<version from the ETag>" -> 412 when someone else changed the hero meanwhile;
+    # required (428 without it): a client can't overwrite an edit it never saw. * skips the check.
+    hero = await heroes.update(hero_id, data, expected_version=if_match_versions(if_match))
     response.headers["ETag"] = etag(hero.version)
     return hero
 
