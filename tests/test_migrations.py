@@ -194,6 +194,32 @@ async def test_check_reports_drift(backend: Backend, empty_database_url: str) ->
         await run(empty_database_url, "check")
 
 
+async def test_check_exit_status(backend: Backend, empty_database_url: str) -> None:
+    """`alembic check` exits 255 on drift (Alembic's sys.exit(-1)); migrate.py's check exits 1."""
+    await upgrade(empty_database_url)
+    engine = migration_engine(empty_database_url)
+    on_table = " ON hero" if backend.name == "mysql" else ""
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(sa.text(f"DROP INDEX ix_hero_age{on_table}"))
+    finally:
+        await engine.dispose()
+    environment = {**os.environ, "DATABASE_URL": empty_database_url}
+    codes = {}
+    for command_line in (["alembic", "check"], ["examples.app.migrate", "check"]):
+        result = subprocess.run(
+            [sys.executable, "-m", *command_line],
+            cwd=ROOT,
+            env=environment,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert "New upgrade operations detected" in result.stderr + result.stdout
+        codes[command_line[0]] = result.returncode
+    assert codes == {"alembic": 255, "examples.app.migrate": 1}
+
+
 async def test_two_processes_upgrading_at_once(empty_database_url: str) -> None:
     environment = {**os.environ, "DATABASE_URL": empty_database_url}
 
