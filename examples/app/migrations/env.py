@@ -43,8 +43,8 @@ def configure(connection: Connection) -> None:
         # SQLite can't ALTER most things: batch mode copies the table; elsewhere it is plain ALTER.
         # Always on, so one revision runs on every backend.
         render_as_batch=True,
-        # Server defaults compare reliably only on PostgreSQL (evaluated by the server).
-        compare_server_default=connection.dialect.name == "postgresql",
+        # A changed server default is drift too (no false positives on this schema, all three).
+        compare_server_default=True,
         # PostgreSQL: one transaction per revision (ALTER TYPE ... ADD VALUE needs a commit).
         # SQLite: one transaction for the whole run, so a concurrent run waits for all of it;
         # Alembic assumes SQLite DDL is not transactional, but with db.py's BEGIN it is.
