@@ -4,6 +4,7 @@ import asyncio
 import os
 import re
 import shutil
+import sqlite3
 import subprocess
 import sys
 import warnings
@@ -326,6 +327,54 @@ async def test_postgresql_enum_create_fails_on_mariadb(empty_database_url: str) 
         await engine.dispose()
 
 
+FAILS_MIDWAY = f'''
+from alembic import op
+import sqlalchemy as sa
+
+revision = "0099"
+down_revision = "{REVISIONS[-1]}"
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("team") as batch:
+        batch.add_column(sa.Column("junk", sa.Integer(), nullable=True))
+    op.execute("SELECT * FROM no_such_table")  # the second step fails
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("team") as batch:
+        batch.drop_column("junk")
+'''
+
+
+async def test_a_revision_failing_midway(
+    backend: Backend, empty_database_url: str, tmp_path: Path
+) -> None:
+    """PostgreSQL and SQLite roll the whole revision back. MariaDB commits each DDL statement:
+    the column stays, the version doesn't move, and running it again fails on the column."""
+    url = empty_database_url
+    scripts = scripts_copy(tmp_path)
+    (scripts / "versions" / "0099_fails_midway.py").write_text(FAILS_MIDWAY)
+    await upgrade(url)
+    with pytest.raises(sa.exc.DBAPIError, match="no_such_table|no such table"):
+        await run_in(scripts, url, "upgrade", "head")
+    engine = migration_engine(url)
+    try:
+        async with engine.connect() as connection:
+            columns = await connection.run_sync(
+                lambda sync: {c["name"] for c in sa.inspect(sync).get_columns("team")}
+            )
+    finally:
+        await engine.dispose()
+    assert (await inspect(url))[2] == [REVISIONS[-1]]  # the version never moved
+    if backend.name == "mysql":
+        assert "junk" in columns  # half-applied
+        with pytest.raises(sa.exc.OperationalError, match="Duplicate column name 'junk'"):
+            await run_in(scripts, url, "upgrade", "head")
+    else:
+        assert "junk" not in columns  # rolled back
+
+
 async def test_check_reports_drift(backend: Backend, empty_database_url: str) -> None:
     await upgrade(empty_database_url)
     engine = migration_engine(empty_database_url)
@@ -412,6 +461,26 @@ async def test_two_processes_upgrading_at_once(empty_database_url: str) -> None:
     tables, _, versions = await inspect(empty_database_url)
     assert tables >= APP_TABLES
     assert versions == [REVISIONS[-1]]
+
+
+@pytest.mark.backends("sqlite")
+async def test_a_migration_waits_for_a_long_sqlite_writer(empty_database_url: str) -> None:
+    """Another process holds SQLite's write lock longer than the app's busy_timeout (5 s), as
+    a long migration does: the migration waits for it instead of failing "database is locked"."""
+    await upgrade(empty_database_url, "0001")
+    path = sa.make_url(empty_database_url).database
+    assert path is not None
+    writer = sqlite3.connect(path, isolation_level=None)
+    try:
+        writer.execute("BEGIN IMMEDIATE")  # the write lock, as a running migration holds it
+        waiting = asyncio.create_task(upgrade(empty_database_url))
+        await asyncio.sleep(7)  # longer than 5 s; the upgrade is blocked in BEGIN IMMEDIATE
+        assert not waiting.done()
+        writer.execute("ROLLBACK")
+        await waiting
+    finally:
+        writer.close()
+    assert (await inspect(empty_database_url))[2] == [REVISIONS[-1]]
 
 
 @pytest.mark.parametrize("dialect", ["postgresql+asyncpg", "mysql+aiomysql"])
