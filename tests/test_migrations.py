@@ -28,8 +28,11 @@ from pytest_alembic.tests import (
 )
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
 from sqlmodel import SQLModel
 
+from examples.app.db import configure_sqlite
 from examples.app.migrate import alembic_config as alembic_config_for_tests
 from examples.app.migrate import migration_engine, run, upgrade
 from tests.conftest import Backend
@@ -491,6 +494,38 @@ async def test_two_processes_upgrading_at_once(empty_database_url: str) -> None:
     tables, _, versions = await inspect(empty_database_url)
     assert tables >= APP_TABLES
     assert versions == [REVISIONS[-1]]
+
+
+@pytest.mark.backends("sqlite")
+async def test_dropping_a_parent_table_with_foreign_keys_on(empty_database_url: str) -> None:
+    """Why migrations run with foreign keys off: batch mode drops the old table, and SQLite
+    then applies each child's ondelete (or refuses)."""
+    engine = create_async_engine(empty_database_url, poolclass=NullPool)
+    configure_sqlite(engine)  # the app's settings: foreign keys on
+    try:
+        async with engine.begin() as connection:
+            for statement in (
+                "CREATE TABLE parent (id INTEGER PRIMARY KEY)",
+                "CREATE TABLE cascade_child (parent_id INTEGER REFERENCES parent ON DELETE CASCADE)",
+                "CREATE TABLE null_child (parent_id INTEGER REFERENCES parent ON DELETE SET NULL)",
+                "CREATE TABLE plain_child (parent_id INTEGER REFERENCES parent)",
+                "INSERT INTO parent VALUES (1)",
+                "INSERT INTO cascade_child VALUES (1)",
+                "INSERT INTO null_child VALUES (1)",
+                "INSERT INTO plain_child VALUES (1)",
+            ):
+                await connection.exec_driver_sql(statement)
+        with pytest.raises(sa.exc.IntegrityError, match="FOREIGN KEY constraint failed"):
+            async with engine.begin() as connection:
+                await connection.exec_driver_sql("DROP TABLE parent")
+        async with engine.begin() as connection:
+            await connection.exec_driver_sql("DELETE FROM plain_child")
+            await connection.exec_driver_sql("DROP TABLE parent")
+            cascaded = await connection.exec_driver_sql("SELECT count(*) FROM cascade_child")
+            nulled = await connection.exec_driver_sql("SELECT parent_id FROM null_child")
+            assert (cascaded.scalar_one(), nulled.scalar_one()) == (0, None)
+    finally:
+        await engine.dispose()
 
 
 @pytest.mark.backends("sqlite")
