@@ -47,7 +47,8 @@ async def retire_everyone_older_than(session: AsyncSession, age: int) -> int:
     statement = (
         update(Hero)
         .where(col(Hero.age) > age)
-        .values(status="retired")
+        # version_id_col only covers flushes: bump it here, or a stale ETag still matches.
+        .values(status="retired", version=col(Hero.version) + 1)
         .execution_options(synchronize_session=False)
     )
     return (await session.exec(statement)).rowcount

@@ -6,6 +6,7 @@ import gc
 from collections.abc import AsyncIterator
 
 import pytest
+from httpx import AsyncClient
 from sqlalchemy import delete
 from sqlalchemy.exc import (
     IntegrityError,
@@ -64,6 +65,28 @@ async def test_bulk_update_and_delete_statements(
         assert await retire_everyone_older_than(session, 40) == 2
         assert await delete_teamless_heroes(session) == 3
     assert [s.split()[0] for s in log.statements] == ["UPDATE", "DELETE"]
+
+
+async def test_bulk_update_bumps_the_version(session: AsyncSession) -> None:
+    """An update() statement skips version_id_col; retire_everyone_older_than bumps it itself."""
+    await add_heroes(session, 30, 50, 60)
+    await session.flush()
+    await retire_everyone_older_than(session, 40)
+    fresh = select(Hero.name, Hero.version).order_by(Hero.name)
+    assert list(await session.exec(fresh)) == [("h0", 1), ("h1", 2), ("h2", 2)]
+
+
+async def test_a_bulk_update_makes_an_older_etag_stale(
+    client: AsyncClient, session: AsyncSession
+) -> None:
+    created = await client.post("/heroes", json={"name": "Old", "secret_name": "o", "age": 70})
+    hero = f"/heroes/{created.json()['id']}"
+    seen = (await client.get(hero)).headers["ETag"]
+    await retire_everyone_older_than(session, 40)
+    session.expire_all()  # as the next request's own session would: nothing loaded yet
+    stale = await client.patch(hero, json={"age": 71}, headers={"If-Match": seen})
+    assert stale.status_code == 412
+    assert (await client.get(hero)).headers["ETag"] == f'"{int(seen.strip(chr(34))) + 1}"'
 
 
 async def test_savepoint_keeps_the_transaction_alive(session: AsyncSession) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from pydantic import ValidationError
-from sqlalchemy import insert, text, update
+from sqlalchemy import insert, inspect, text, update
 from sqlalchemy.exc import ArgumentError, DataError, DBAPIError, IntegrityError, StatementError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm.exc import StaleDataError
@@ -274,6 +274,15 @@ async def test_strings_without_a_length_differ_per_backend(
     finally:
         async with engine.begin() as conn:
             await conn.run_sync(metadata.drop_all, tables=[villain_table])
+
+
+async def test_uuid_column_type_per_backend(backend: Backend, engine: AsyncEngine) -> None:
+    """Uuid is native on PostgreSQL and on MariaDB >= 10.7 (SQLAlchemy asks the server);
+    CHAR(32) on SQLite (and on MySQL, per SQLAlchemy's dialect: not tested here)."""
+    async with engine.connect() as conn:
+        columns = await conn.run_sync(lambda sync: inspect(sync).get_columns("hero"))
+    stored = next(str(c["type"]) for c in columns if c["name"] == "id")
+    assert stored == {"sqlite": "CHAR(32)", "postgresql": "UUID", "mysql": "UUID"}[backend.name]
 
 
 def test_one_sa_column_cannot_serve_two_tables() -> None:

@@ -5,7 +5,7 @@ import subprocess
 import sys
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import pytest
 import sqlalchemy as sa
@@ -96,6 +96,44 @@ def test_a_quoted_union_annotation_is_not_resolved() -> None:
         )
 
     with pytest.raises(InvalidRequestError, match="failed to locate a name"):
+        isolated.configure()
+
+
+FUTURE_ANNOTATIONS_MODEL = """
+from __future__ import annotations
+
+class Node(Base, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    parent_id: int | None = Field(default=None, foreign_key="node.id")
+    parent: {annotation} = Relationship(sa_relationship_kwargs={{"remote_side": "Node.id"}})
+"""
+
+
+@pytest.mark.parametrize(
+    ("annotation", "error"),
+    [
+        ("Node | None", r"expression 'Node \| None' failed to locate a name"),
+        ("Optional[Node]", "seems to be using a generic class as the argument to relationship"),
+        ("list[Node]", "seems to be using a generic class as the argument to relationship"),
+    ],
+)
+def test_future_annotations_break_relationships(annotation: str, error: str) -> None:
+    """Under `from __future__ import annotations` every annotation is a string: SQLModel
+    resolves a bare class name, no union or generic."""
+    isolated = registry(metadata=sa.MetaData())
+
+    class Base(SQLModel, registry=isolated):
+        pass
+
+    namespace: dict[str, Any] = {
+        "Base": Base,
+        "Field": Field,
+        "Relationship": Relationship,
+        "Optional": Optional,
+        "__name__": "models_with_future_annotations",
+    }
+    exec(FUTURE_ANNOTATIONS_MODEL.format(annotation=annotation), namespace)
+    with pytest.raises(InvalidRequestError, match=error):
         isolated.configure()
 
 

@@ -89,7 +89,9 @@ def set_statement_timeout_per_transaction(engine: AsyncEngine, timeout_ms: int) 
 
 
 # --8<-- [start:sqlite]
-def configure_sqlite(engine: AsyncEngine, *, foreign_keys: bool = True) -> None:
+def configure_sqlite(
+    engine: AsyncEngine, *, foreign_keys: bool = True, busy_timeout_ms: int = 5000
+) -> None:
     # Async engines take event listeners on .sync_engine, never on the AsyncEngine itself.
     @event.listens_for(engine.sync_engine, "connect")
     def on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -97,8 +99,9 @@ def configure_sqlite(engine: AsyncEngine, *, foreign_keys: bool = True) -> None:
         # transaction control, which breaks SAVEPOINT and rollback of DDL.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        # First, so the pragmas below wait for a lock too, instead of failing at once.
-        cursor.execute("PRAGMA busy_timeout=5000")
+        # First, so the pragmas below wait for a lock too, instead of failing at once. A writer
+        # waits this long for another one, then fails: "database is locked".
+        cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms:d}")
         # Off by default: ondelete would be ignored. (Migrations turn it off on purpose.)
         cursor.execute(f"PRAGMA foreign_keys={'ON' if foreign_keys else 'OFF'}")
         cursor.execute("PRAGMA journal_mode=WAL")  # readers don't block the writer

@@ -28,8 +28,9 @@ def migration_engine(url: str) -> AsyncEngine:
     engine = create_async_engine(url, poolclass=NullPool)
     if engine.dialect.name == "sqlite":
         # Batch mode drops and recreates tables: with foreign keys on, dropping a parent table
-        # would cascade into its children.
-        configure_sqlite(engine, foreign_keys=False)
+        # would delete or null its children's rows (per ondelete), or fail.
+        # A concurrent migration holds the write lock for its whole run: wait (10 min), not 5 s.
+        configure_sqlite(engine, foreign_keys=False, busy_timeout_ms=600_000)
     return engine
 
 

@@ -43,8 +43,8 @@ def configure(connection: Connection) -> None:
         # SQLite can't ALTER most things: batch mode copies the table; elsewhere it is plain ALTER.
         # Always on, so one revision runs on every backend.
         render_as_batch=True,
-        # Server defaults compare reliably only on PostgreSQL (evaluated by the server).
-        compare_server_default=connection.dialect.name == "postgresql",
+        # A changed server default is drift too (no false positives on this schema, all three).
+        compare_server_default=True,
         # PostgreSQL: one transaction per revision, so a later revision can use an enum value an
         # earlier one added (unusable until committed: 'unsafe use of new value').
         # SQLite: one transaction for the whole run, so a concurrent run waits for all of it;
