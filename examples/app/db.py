@@ -1,4 +1,4 @@
-"""Engine and session factory for SQLite (aiosqlite), PostgreSQL (asyncpg) and MySQL (aiomysql)."""
+"""Engine and session factory for SQLite (aiosqlite), PostgreSQL (asyncpg), MySQL/MariaDB (aiomysql)."""
 
 import logging
 import time
@@ -16,6 +16,16 @@ from examples.app.settings import Settings
 
 
 # --8<-- [start:engine]
+# mysql+aiomysql:// URLs get the dialect name "mysql", mariadb+aiomysql:// ones "mariadb".
+MYSQL_DIALECTS = ("mysql", "mariadb")
+
+
+def mysql_connect_args() -> dict[str, Any]:
+    """Every MySQL/MariaDB connection (app and migrations): full UTF-8, UTC session clock."""
+    # NOW()/CURRENT_TIMESTAMP and DATETIME follow the session time zone: make it UTC.
+    return {"charset": "utf8mb4", "init_command": "SET time_zone = '+00:00'"}
+
+
 def create_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
     """The app's engine. `url` overrides settings.database_url (e.g. a read replica)."""
     database_url = make_url(url or settings.database_url.get_secret_value())
@@ -37,10 +47,8 @@ def create_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
             connect_args["statement_cache_size"] = 0
             connect_args["prepared_statement_name_func"] = lambda: f"__asyncpg_{uuid4()}__"
             database_url = database_url.update_query_dict({"prepared_statement_cache_size": "0"})
-    elif backend == "mysql":
-        connect_args["charset"] = "utf8mb4"
-        # NOW()/CURRENT_TIMESTAMP and DATETIME follow the session time zone: make it UTC.
-        connect_args["init_command"] = "SET time_zone = '+00:00'"
+    elif backend in MYSQL_DIALECTS:
+        connect_args |= mysql_connect_args()
         options["pool_recycle"] = settings.pool_recycle
     if "poolclass" not in options and database_url.database not in (None, "", ":memory:"):
         options |= {

@@ -56,7 +56,7 @@ class UTCDateTime(sa.TypeDecorator[datetime]):
     cache_ok = True
 
     def load_dialect_impl(self, dialect: sa.Dialect) -> sa.types.TypeEngine[Any]:
-        if dialect.name == "mysql":
+        if dialect.name in ("mysql", "mariadb"):  # mariadb+aiomysql:// URLs: "mariadb"
             return dialect.type_descriptor(mysql.DATETIME(fsp=6))  # microseconds, not seconds
         return dialect.type_descriptor(sa.DateTime(timezone=True))
 
@@ -93,7 +93,7 @@ def _utcnow_sqlite(element: utcnow, compiler: Any, **kw: Any) -> str:
     return "(STRFTIME('%Y-%m-%d %H:%M:%f', 'now'))"  # CURRENT_TIMESTAMP drops the milliseconds
 
 
-@compiles(utcnow, "mysql")
+@compiles(utcnow, "mysql", "mariadb")
 def _utcnow_mysql(element: utcnow, compiler: Any, **kw: Any) -> str:
     return "CURRENT_TIMESTAMP(6)"  # session time zone, which db.py sets to UTC
 

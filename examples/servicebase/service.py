@@ -95,7 +95,9 @@ class ServiceBase(Generic[ModelT, CreateT, UpdateT]):
 
     @property
     def dialect(self) -> str:
-        return self.session.get_bind().dialect.name
+        """"postgresql", "sqlite" or "mysql" (also for mariadb+aiomysql:// URLs: "mariadb")."""
+        name = self.session.get_bind().dialect.name
+        return "mysql" if name == "mariadb" else name
 
     def _scope(self, include_deleted: bool) -> list[sa.ColumnElement[bool]]:
         if self._deleted is None or include_deleted:
