@@ -29,6 +29,7 @@ from sqlmodel import SQLModel
 from examples.app.migrate import alembic_config as alembic_config_for_tests
 from examples.app.migrate import migration_engine, run, upgrade
 from tests.conftest import Backend
+from tests.support import migrate_with
 
 ROOT = Path(__file__).parents[1]
 REVISIONS = [
@@ -279,3 +280,31 @@ def test_a_percent_sign_in_the_url_is_not_interpolated(tmp_path: Path) -> None:
         )
         assert result.returncode == 0, result.stderr
     assert (tmp_path / "p@ss.db").exists()  # SQLAlchemy decoded %40, ConfigParser never saw it
+
+
+@pytest.mark.backends("postgresql", "mysql")
+async def test_a_held_migration_lock_fails_after_the_timeout(
+    backend: Backend, empty_database_url: str
+) -> None:
+    """Another migrator holds the lock: this one gives up after lock_timeout with a clear error.
+
+    PostgreSQL: pg_advisory_lock honours lock_timeout (without it, it waits forever). MariaDB:
+    GET_LOCK returns 0 after its timeout, which env.py checks.
+    """
+    holder = migration_engine(empty_database_url)
+    hold = (
+        "SELECT pg_advisory_lock(1511095901)"  # env.py's PG_LOCK_KEY, 0x5A11_7E5D
+        if backend.name == "postgresql"
+        else "SELECT GET_LOCK('async_sqlmodel_migrations', 0)"
+    )
+    try:
+        async with holder.connect() as other:
+            await other.execute(sa.text(hold))
+            with pytest.raises(TimeoutError, match="migration lock .* not obtained within 1 s"):
+                async with asyncio.timeout(30):  # a wait that ignores the timeout fails here
+                    await migrate_with(empty_database_url, "upgrade", "head", lock_timeout=1)
+            assert (await inspect(empty_database_url))[2] == []  # nothing was migrated
+    finally:
+        await holder.dispose()
+    await upgrade(empty_database_url)  # the holder's session ended: the lock is free
+    assert (await inspect(empty_database_url))[2] == [REVISIONS[-1]]
