@@ -89,10 +89,9 @@ async def test_service_methods_return_the_model_type(session: AsyncSession) -> N
 
 
 def crossing_get_or_create(
-    index: int, attempts: list[int], barrier: asyncio.Barrier | None
+    index: int, attempts: list[int], barrier: asyncio.Barrier | None, names: list[str]
 ) -> Callable[[AsyncSession], Awaitable[list[int | None]]]:
     """A unit that get_or_creates two teams, in opposite orders for odd and even callers."""
-    names = ["Preventers", "Z-Force"]
     order = names if index % 2 == 0 else names[::-1]
 
     async def work(session: AsyncSession) -> list[int | None]:
@@ -105,8 +104,8 @@ def crossing_get_or_create(
             )
             ids.append(team.id)
             if barrier is not None and attempts[index] == 1 and len(ids) == 1:
-                # Both hold their first row: now cross over. Bounded: InnoDB's gap locks (next
-                # to rows earlier tests deleted) can make the second caller wait for the first.
+                # Both hold their first row: now cross over. Bounded, in case a gap lock makes
+                # the second caller wait for the first.
                 with contextlib.suppress(TimeoutError, asyncio.BrokenBarrierError):
                     async with asyncio.timeout(5):
                         await barrier.wait()
@@ -121,17 +120,22 @@ async def test_get_or_create_deadlocks_are_retried(
     session_factory: async_sessionmaker[AsyncSession], callers: int
 ) -> None:
     """Callers get_or_create two teams in opposite orders: real deadlocks, which
-    run_in_transaction retries. On MySQL/MariaDB the deadlock happens inside get_or_create's
-    savepoint, which the server has already rolled back with the whole transaction.
+    run_in_transaction retries. On MySQL/MariaDB a deadlock rolls back the whole transaction;
+    with a savepoint around the INSERT, ROLLBACK TO SAVEPOINT then failed (1305) and hid the
+    retryable 1213.
 
-    Two callers meet at a barrier first (a deadlock unless a gap lock orders them); ten race.
+    Two callers meet at a barrier first, so they deadlock for certain; ten race freely.
     """
     attempts = [0] * callers
+    # New names: a deleted row with the same name (not purged yet) would add InnoDB gap locks.
+    names = [f"Preventers {uuid.uuid4()}", f"Z-Force {uuid.uuid4()}"]
     barrier = asyncio.Barrier(2) if callers == 2 else None
     results = await asyncio.gather(
         *(
             run_in_transaction(
-                session_factory, crossing_get_or_create(index, attempts, barrier), attempts=10
+                session_factory,
+                crossing_get_or_create(index, attempts, barrier, names),
+                attempts=10,
             )
             for index in range(callers)
         )
@@ -139,3 +143,5 @@ async def test_get_or_create_deadlocks_are_retried(
     assert len({tuple(ids) for ids in results}) == 1  # everyone got the same two rows
     async with session_factory() as session:
         assert await TeamService(session, cursor_secret=SECRET).count() == 2
+    if barrier is not None:
+        assert sum(attempts) == 3  # one deadlock victim, run again once
