@@ -70,9 +70,10 @@ async def test_other_sqlite_constraint_codes(
         await connection.exec_driver_sql(ddl)
     try:
         async with engine.connect() as connection:
+            for statement in statements[:-1]:
+                await connection.exec_driver_sql(statement)
             with pytest.raises(IntegrityError) as raised:
-                for statement in statements:
-                    await connection.exec_driver_sql(statement)
+                await connection.exec_driver_sql(statements[-1])
             await connection.rollback()
     finally:
         async with engine.begin() as connection:
@@ -155,7 +156,8 @@ async def test_a_connection_error_from_endpoint_code_is_a_logged_500(
     assert response.json() == {"detail": "internal error", "error": "InternalError"}
     assert "Retry-After" not in response.headers
     [record] = [r for r in caplog.records if r.name == "examples.servicebase.web"]
-    assert record.exc_info is not None and record.exc_info[0] is ConnectionError
+    assert record.exc_info is not None
+    assert record.exc_info[0] is ConnectionError
     assert "10.0.0.7" in caplog.text
     assert "10.0.0.7" not in response.text
 

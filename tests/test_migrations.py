@@ -300,7 +300,7 @@ async def test_a_held_migration_lock_fails_after_the_timeout(
     try:
         async with holder.connect() as other:
             await other.execute(sa.text(hold))
-            with pytest.raises(TimeoutError, match="migration lock .* not obtained within 1 s"):
+            with pytest.raises(TimeoutError, match=r"migration lock .* not obtained within 1 s"):
                 async with asyncio.timeout(30):  # a wait that ignores the timeout fails here
                     await migrate_with(empty_database_url, "upgrade", "head", lock_timeout=1)
             assert (await inspect(empty_database_url))[2] == []  # nothing was migrated

@@ -24,7 +24,7 @@ from examples.app.db import create_engine, create_session_factory
 from examples.app.migrate import migration_engine
 from examples.app.models import Hero, Team
 from tests.conftest import Backend, create_database, drop_database
-from tests.support import migrate_with
+from tests.support import migrate_with, raw_rows
 
 pytestmark = pytest.mark.backends("mysql")
 
@@ -80,7 +80,7 @@ async def test_the_engine_settings_are_in_force(backend: Backend, url: str) -> N
     engine = create_engine(backend.settings(), url)
     try:
         assert await session_settings(engine) == ("+00:00", "utf8mb4")
-        assert engine.pool._recycle == backend.settings().pool_recycle  # type: ignore[attr-defined]
+        assert engine.pool._recycle == backend.settings().pool_recycle
     finally:
         await engine.dispose()
 
@@ -106,7 +106,7 @@ async def test_models_round_trip_with_server_timestamps(backend: Backend, url: s
             hero_id = hero.id
         async with create_session_factory(engine)() as session:
             loaded = await session.get_one(Hero, hero_id)
-            server_now = (await session.exec(text("SELECT UTC_TIMESTAMP(6)"))).one()[0]
+            [(server_now,)] = await raw_rows(session, "SELECT UTC_TIMESTAMP(6)")
         assert loaded.created_at is not None
         assert loaded.created_at.utcoffset() == timedelta(0)
         assert abs(loaded.created_at.replace(tzinfo=None) - server_now) < timedelta(minutes=1)
@@ -121,7 +121,7 @@ async def test_migrations_take_the_lock_and_match_the_models(url: str) -> None:
         async with holder.connect() as other:  # another migrator holds the lock
             got = await other.execute(text("SELECT GET_LOCK(:name, 0)"), {"name": LOCK_NAME})
             assert got.scalar() == 1
-            with pytest.raises(TimeoutError, match="migration lock .* not obtained within 1 s"):
+            with pytest.raises(TimeoutError, match=r"migration lock .* not obtained within 1 s"):
                 async with asyncio.timeout(30):  # a wait that ignores lock_timeout fails here
                     await migrate_with(url, "upgrade", "head", lock_timeout=1)
     finally:

@@ -1,4 +1,4 @@
-"""Engine and session factory for SQLite (aiosqlite), PostgreSQL (asyncpg), MySQL/MariaDB (aiomysql)."""
+"""Engine and session factory for SQLite (aiosqlite), PostgreSQL (asyncpg) and MySQL (aiomysql)."""
 
 import logging
 import time
@@ -16,14 +16,14 @@ from examples.app.settings import Settings
 
 
 # --8<-- [start:engine]
-# mysql+aiomysql:// URLs get the dialect name "mysql", mariadb+aiomysql:// ones "mariadb".
-MYSQL_DIALECTS = ("mysql", "mariadb")
-
-
 def mysql_connect_args() -> dict[str, Any]:
     """Every MySQL/MariaDB connection (app and migrations): full UTF-8, UTC session clock."""
     # NOW()/CURRENT_TIMESTAMP and DATETIME follow the session time zone: make it UTC.
     return {"charset": "utf8mb4", "init_command": "SET time_zone = '+00:00'"}
+
+
+# mysql+aiomysql:// URLs get the dialect name "mysql", mariadb+aiomysql:// ones "mariadb".
+MYSQL_DIALECTS = ("mysql", "mariadb")
 
 
 def create_engine(settings: Settings, url: str | None = None) -> AsyncEngine:

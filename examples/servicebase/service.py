@@ -95,7 +95,7 @@ class ServiceBase(Generic[ModelT, CreateT, UpdateT]):
 
     @property
     def dialect(self) -> str:
-        """"postgresql", "sqlite" or "mysql" (also for mariadb+aiomysql:// URLs: "mariadb")."""
+        """The dialect: postgresql, sqlite or mysql (also for mariadb+aiomysql://, "mariadb")."""
         name = self.session.get_bind().dialect.name
         return "mysql" if name == "mariadb" else name
 
