@@ -157,7 +157,7 @@ async def test_uuid_columns_are_native_uuid_on_mariadb(url: str) -> None:
     }
 
 
-async def test_a_mysql_schema_on_mariadb_fails_with_data_too_long(
+async def test_a_mysql_schema_on_mariadb_needs_its_uuid_columns_converted(
     backend: Backend, url: str
 ) -> None:
     """CHAR(32) UUID columns (the DDL MySQL gets) used from MariaDB >= 10.7: SQLAlchemy binds the
@@ -175,5 +175,22 @@ async def test_a_mysql_schema_on_mariadb_fails_with_data_too_long(
             session.add(Hero(name="Deadpond", secret_name="Dive Wilson"))
             with pytest.raises(DataError, match="1406, \"Data too long for column 'id'"):
                 await session.commit()
+        async with engine.begin() as connection:  # the fix: convert the columns (data too)
+            for statement in (
+                "ALTER TABLE hero_power DROP FOREIGN KEY fk_hero_power_hero_id_hero",
+                "ALTER TABLE hero DROP FOREIGN KEY fk_hero_mentor_id_hero",
+                "ALTER TABLE hero MODIFY id UUID NOT NULL, MODIFY mentor_id UUID NULL",
+                "ALTER TABLE hero_power MODIFY hero_id UUID NOT NULL",
+                "ALTER TABLE hero ADD CONSTRAINT fk_hero_mentor_id_hero FOREIGN KEY (mentor_id)"
+                " REFERENCES hero (id) ON DELETE SET NULL",
+                "ALTER TABLE hero_power ADD CONSTRAINT fk_hero_power_hero_id_hero"
+                " FOREIGN KEY (hero_id) REFERENCES hero (id) ON DELETE CASCADE",
+            ):
+                await connection.exec_driver_sql(statement)
+        async with create_session_factory(engine)() as session:
+            hero = Hero(name="Deadpond", secret_name="Dive Wilson")
+            session.add(hero)
+            await session.commit()
+            assert (await session.get_one(Hero, hero.id)).name == "Deadpond"
     finally:
         await engine.dispose()
