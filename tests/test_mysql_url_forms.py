@@ -18,7 +18,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import DataError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
-from sqlalchemy.schema import CreateIndex, CreateTable
+from sqlalchemy.schema import CreateIndex, CreateTable, ExecutableDDLElement
 from sqlmodel import SQLModel
 
 from examples.app.db import create_engine, create_session_factory
@@ -170,8 +170,10 @@ async def test_a_mysql_schema_on_mariadb_needs_its_uuid_columns_converted(
             if not connection.dialect.supports_native_uuid:
                 pytest.skip(f"{version}: CHAR(32) is what this server gets anyway")
             for table in SQLModel.metadata.sorted_tables:  # as created on MySQL
-                for ddl in (CreateTable(table), *map(CreateIndex, table.indexes)):
-                    await connection.exec_driver_sql(str(ddl.compile(dialect=mysql.dialect())))
+                ddl: list[ExecutableDDLElement] = [CreateTable(table)]
+                ddl += [CreateIndex(index) for index in table.indexes]
+                for element in ddl:
+                    await connection.exec_driver_sql(str(element.compile(dialect=mysql.dialect())))
         async with create_session_factory(engine)() as session:
             session.add(Hero(name="Deadpond", secret_name="Dive Wilson"))
             with pytest.raises(DataError, match="1406, \"Data too long for column 'id'"):
