@@ -295,11 +295,12 @@ async def test_a_held_migration_lock_fails_after_the_timeout(
     hold = (
         "SELECT pg_advisory_lock(1511095901)"  # env.py's PG_LOCK_KEY, 0x5A11_7E5D
         if backend.name == "postgresql"
-        else "SELECT GET_LOCK('async_sqlmodel_migrations', 0)"
+        else "SELECT GET_LOCK(CONCAT('async_sqlmodel_migrations.', DATABASE()), 0)"
     )
     try:
         async with holder.connect() as other:
-            await other.execute(sa.text(hold))
+            held = (await other.execute(sa.text(hold))).scalar()
+            assert backend.name == "postgresql" or held == 1  # pg_advisory_lock returns void
             with pytest.raises(TimeoutError, match=r"migration lock .* not obtained within 1 s"):
                 async with asyncio.timeout(30):  # a wait that ignores the timeout fails here
                     await migrate_with(empty_database_url, "upgrade", "head", lock_timeout=1)

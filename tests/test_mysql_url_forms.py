@@ -120,7 +120,9 @@ async def test_migrations_take_the_lock_and_match_the_models(url: str) -> None:
     holder = create_async_engine(url, poolclass=NullPool)
     try:
         async with holder.connect() as other:  # another migrator holds the lock
-            got = await other.execute(text("SELECT GET_LOCK(:name, 0)"), {"name": LOCK_NAME})
+            got = await other.execute(
+                text("SELECT GET_LOCK(CONCAT(:name, '.', DATABASE()), 0)"), {"name": LOCK_NAME}
+            )
             assert got.scalar() == 1
             with pytest.raises(TimeoutError, match=r"migration lock .* not obtained within 1 s"):
                 async with asyncio.timeout(30):  # a wait that ignores lock_timeout fails here
