@@ -22,8 +22,6 @@ config = context.config
 # convention also names the constraints that op.create_table() makes in every revision.
 target_metadata = config.attributes.get("target_metadata") or SQLModel.metadata
 LOCK_NAME = "async_sqlmodel_migrations"
-# GET_LOCK names are server-wide: one per database, or two databases' migrations wait on each other.
-MYSQL_LOCK = "LEFT(CONCAT(:name, '.', DATABASE()), 64)"
 PG_LOCK_KEY = 0x5A11_7E5D  # any constant shared by every process migrating this database
 LOCK_TIMEOUT_SECONDS = 600  # config.attributes["lock_timeout"] overrides it
 
@@ -86,8 +84,9 @@ def run_with_lock(connection: Connection) -> None:
             connection.rollback()
             raise refused from None
     elif dialect in ("mysql", "mariadb"):
+        # GET_LOCK names are server-wide: add the database, or two databases wait on each other.
         got = connection.execute(
-            text(f"SELECT GET_LOCK({MYSQL_LOCK}, :timeout)"),
+            text("SELECT GET_LOCK(LEFT(CONCAT(:name, '.', DATABASE()), 64), :timeout)"),
             {"name": LOCK_NAME, "timeout": timeout},
         ).scalar()
         if got != 1:  # 0: timed out; NULL: an error (e.g. the thread was killed)
@@ -102,7 +101,10 @@ def run_with_lock(connection: Connection) -> None:
         if dialect == "postgresql":
             connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": PG_LOCK_KEY})
         elif dialect in ("mysql", "mariadb"):
-            connection.execute(text(f"SELECT RELEASE_LOCK({MYSQL_LOCK})"), {"name": LOCK_NAME})
+            connection.execute(
+                text("SELECT RELEASE_LOCK(LEFT(CONCAT(:name, '.', DATABASE()), 64))"),
+                {"name": LOCK_NAME},
+            )
         connection.commit()
 
 
