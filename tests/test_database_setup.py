@@ -88,7 +88,7 @@ async def test_the_demo_has_explicit_defaults(
 async def test_engine_reaches_the_backend(backend: Backend, engine: AsyncEngine) -> None:
     async with engine.connect() as conn:
         assert (await conn.execute(text("SELECT 1"))).scalar_one() == 1
-    assert engine.dialect.name == backend.name
+    assert engine.dialect.name == backend.url.get_backend_name()  # "mariadb" for mariadb+...
 
 
 @pytest.mark.parametrize(

@@ -41,6 +41,7 @@ from examples.app.db import configure_sqlite
 from examples.app.migrate import alembic_config as alembic_config_for_tests
 from examples.app.migrate import migration_engine, run, upgrade
 from tests.conftest import Backend, _admin_execute, drop_database
+from tests.support import migrate_with
 
 ROOT = Path(__file__).parents[1]
 REVISIONS = [
@@ -848,8 +849,6 @@ async def test_offline_sql_applies_on_the_server(backend: Backend, empty_databas
     if backend.name == "mysql":
         url = url.set(drivername="mariadb+aiomysql")
     rendered = offline_sql(url.render_as_string(hide_password=False), "upgrade", "head")
-    if "can't render element of type <class 'examples.app.types.utcnow'>" in rendered.stderr:
-        pytest.xfail("utcnow is not compiled for the 'mariadb' dialect name yet (types.py)")
     assert rendered.returncode == 0, rendered.stderr
     await execute_script(backend, empty_database_url, rendered.stdout)
     tables, _, versions = await inspect(empty_database_url)
@@ -864,7 +863,8 @@ async def test_offline_mysql_sql_fails_on_mariadb(
 ) -> None:
     """A mysql:// URL renders MySQL 8 SQL; MariaDB rejects its DROP CHECK (revision 0003) after
     0001 and 0002 have committed: the database is left at 0002."""
-    rendered = offline_sql(empty_database_url, "upgrade", "head")
+    mysql_url = sa.make_url(empty_database_url).set(drivername="mysql+aiomysql")
+    rendered = offline_sql(mysql_url.render_as_string(hide_password=False), "upgrade", "head")
     assert rendered.returncode == 0, rendered.stderr
     assert "ALTER TABLE hero DROP CHECK ck_hero_hero_status" in rendered.stdout
     from pymysql.err import ProgrammingError  # type: ignore[import-untyped]  # aiomysql's
@@ -912,3 +912,32 @@ def test_a_percent_sign_in_the_url_is_not_interpolated(tmp_path: Path) -> None:
         )
         assert result.returncode == 0, result.stderr
     assert (tmp_path / "p@ss.db").exists()  # SQLAlchemy decoded %40, ConfigParser never saw it
+
+
+@pytest.mark.backends("postgresql", "mysql")
+async def test_a_held_migration_lock_fails_after_the_timeout(
+    backend: Backend, empty_database_url: str
+) -> None:
+    """Another migrator holds the lock: this one gives up after lock_timeout with a clear error.
+
+    PostgreSQL: pg_advisory_lock honours lock_timeout (without it, it waits forever). MariaDB:
+    GET_LOCK returns 0 after its timeout, which env.py checks.
+    """
+    holder = migration_engine(empty_database_url)
+    hold = (
+        "SELECT pg_advisory_lock(1511095901)"  # env.py's PG_LOCK_KEY, 0x5A11_7E5D
+        if backend.name == "postgresql"
+        else "SELECT GET_LOCK(CONCAT('async_sqlmodel_migrations.', DATABASE()), 0)"
+    )
+    try:
+        async with holder.connect() as other:
+            held = (await other.execute(sa.text(hold))).scalar()
+            assert backend.name == "postgresql" or held == 1  # pg_advisory_lock returns void
+            with pytest.raises(TimeoutError, match=r"migration lock .* not obtained within 1 s"):
+                async with asyncio.timeout(30):  # a wait that ignores the timeout fails here
+                    await migrate_with(empty_database_url, "upgrade", "head", lock_timeout=1)
+            assert (await inspect(empty_database_url))[2] == []  # nothing was migrated
+    finally:
+        await holder.dispose()
+    await upgrade(empty_database_url)  # the holder's session ended: the lock is free
+    assert (await inspect(empty_database_url))[2] == [REVISIONS[-1]]

@@ -1,8 +1,9 @@
 """ServiceBase under real concurrency: separate sessions and transactions, real commits."""
 
 import asyncio
+import contextlib
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import assert_type
 
 import pytest
@@ -16,7 +17,7 @@ from examples.app.schemas import HeroCreate, HeroUpdate, TeamCreate
 from examples.app.services import HeroService, TeamService
 from examples.servicebase.errors import StaleVersion
 from examples.servicebase.pagination import Page
-from examples.servicebase.transactions import unit_of_work
+from examples.servicebase.transactions import run_in_transaction, unit_of_work
 from tests.test_servicebase import SECRET
 
 
@@ -85,3 +86,62 @@ async def test_service_methods_return_the_model_type(session: AsyncSession) -> N
     assert found.id == created.id
     assert isinstance(created.id, uuid.UUID)
     assert [hero.id for hero in await service.apprentices_of(created.id)] == []
+
+
+def crossing_get_or_create(
+    index: int, attempts: list[int], barrier: asyncio.Barrier | None, names: list[str]
+) -> Callable[[AsyncSession], Awaitable[list[int | None]]]:
+    """A unit that get_or_creates two teams, in opposite orders for odd and even callers."""
+    order = names if index % 2 == 0 else names[::-1]
+
+    async def work(session: AsyncSession) -> list[int | None]:
+        attempts[index] += 1
+        service = TeamService(session, cursor_secret=SECRET)
+        ids = []
+        for name in order:
+            team, _ = await service.get_or_create(
+                TeamCreate(name=name, headquarters="Sharp Tower"), keys=["name"]
+            )
+            ids.append(team.id)
+            if barrier is not None and attempts[index] == 1 and len(ids) == 1:
+                # Both hold their first row: now cross over. Bounded, in case a gap lock makes
+                # the second caller wait for the first.
+                with contextlib.suppress(TimeoutError, asyncio.BrokenBarrierError):
+                    async with asyncio.timeout(5):
+                        await barrier.wait()
+        return sorted(ids, key=str)
+
+    return work
+
+
+@pytest.mark.backends("postgresql", "mysql")  # SQLite: one writer at a time, no deadlock
+@pytest.mark.parametrize("callers", [2, 10])
+async def test_get_or_create_deadlocks_are_retried(
+    session_factory: async_sessionmaker[AsyncSession], callers: int
+) -> None:
+    """Callers get_or_create two teams in opposite orders: real deadlocks, which
+    run_in_transaction retries. On MySQL/MariaDB a deadlock rolls back the whole transaction;
+    with a savepoint around the INSERT, ROLLBACK TO SAVEPOINT then failed (1305) and hid the
+    retryable 1213.
+
+    Two callers meet at a barrier first, so they deadlock for certain; ten race freely.
+    """
+    attempts = [0] * callers
+    # New names: a deleted row with the same name (not purged yet) would add InnoDB gap locks.
+    names = [f"Preventers {uuid.uuid4()}", f"Z-Force {uuid.uuid4()}"]
+    barrier = asyncio.Barrier(2) if callers == 2 else None
+    results = await asyncio.gather(
+        *(
+            run_in_transaction(
+                session_factory,
+                crossing_get_or_create(index, attempts, barrier, names),
+                attempts=10,
+            )
+            for index in range(callers)
+        )
+    )
+    assert len({tuple(ids) for ids in results}) == 1  # everyone got the same two rows
+    async with session_factory() as session:
+        assert await TeamService(session, cursor_secret=SECRET).count() == 2
+    if barrier is not None:
+        assert sum(attempts) == 3  # one deadlock victim, run again once

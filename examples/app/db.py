@@ -16,6 +16,16 @@ from examples.app.settings import Settings
 
 
 # --8<-- [start:engine]
+def mysql_connect_args() -> dict[str, Any]:
+    """Every MySQL/MariaDB connection (app and migrations): full UTF-8, UTC session clock."""
+    # NOW()/CURRENT_TIMESTAMP and DATETIME follow the session time zone: make it UTC.
+    return {"charset": "utf8mb4", "init_command": "SET time_zone = '+00:00'"}
+
+
+# mysql+aiomysql:// URLs get the dialect name "mysql", mariadb+aiomysql:// ones "mariadb".
+MYSQL_DIALECTS = ("mysql", "mariadb")
+
+
 def create_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
     """The app's engine. `url` overrides settings.database_url (e.g. a read replica)."""
     database_url = make_url(url or settings.database_url.get_secret_value())
@@ -42,10 +52,8 @@ def create_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
         else:
             timeout = str(settings.statement_timeout_ms)
             connect_args["server_settings"]["statement_timeout"] = timeout
-    elif backend == "mysql":
-        connect_args["charset"] = "utf8mb4"
-        # NOW()/CURRENT_TIMESTAMP and DATETIME follow the session time zone: make it UTC.
-        connect_args["init_command"] = "SET time_zone = '+00:00'"
+    elif backend in MYSQL_DIALECTS:
+        connect_args |= mysql_connect_args()
         options["pool_recycle"] = settings.pool_recycle
     in_memory = database_url.database in (None, "", ":memory:") or (
         database_url.query.get("mode") == "memory"  # file:name?mode=memory&uri=true

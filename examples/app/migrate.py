@@ -13,11 +13,11 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from pydantic import ValidationError
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
-from examples.app.db import configure_sqlite
+from examples.app.db import MYSQL_DIALECTS, configure_sqlite, mysql_connect_args
 from examples.app.settings import Settings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -25,7 +25,11 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 # --8<-- [start:migration_engine]
 def migration_engine(url: str) -> AsyncEngine:
-    engine = create_async_engine(url, poolclass=NullPool)
+    # The app's session settings (MySQL/MariaDB: utf8mb4, UTC), so data migrations that read or
+    # write timestamps and text see what the app sees.
+    mysql = make_url(url).get_backend_name() in MYSQL_DIALECTS
+    connect_args = mysql_connect_args() if mysql else {}
+    engine = create_async_engine(url, poolclass=NullPool, connect_args=connect_args)
     if engine.dialect.name == "sqlite":
         # Batch mode drops and recreates tables: with foreign keys on, dropping a parent table
         # would delete or null its children's rows (per ondelete), or fail.

@@ -72,7 +72,7 @@ class HeroStatus(enum.StrEnum):
 # A named type on PostgreSQL; VARCHAR + CHECK on SQLite and MySQL. MySQL's native ENUM sorts by
 # declaration order but compares as text, which breaks keyset pagination.
 hero_status_type = value_enum(HeroStatus, "hero_status").with_variant(
-    value_enum(HeroStatus, "hero_status", native=False), "mysql"
+    value_enum(HeroStatus, "hero_status", native=False), "mysql", "mariadb"
 )
 # --8<-- [end:enum]
 

@@ -57,7 +57,12 @@ JsonDocument = Annotated[dict[NulFreeStr, JsonValue], BeforeValidator(storable_j
 # --8<-- [start:mysql_table]
 # Each table's charset and collation on MySQL/MariaDB, whatever the database was created with:
 # utf8mb4 stores emoji; utf8mb4_bin compares case- and accent-sensitively, like the others.
-MYSQL_TABLE = {"mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin"}
+# Both prefixes: a mariadb+aiomysql:// URL's dialect ignores the mysql_ options, silently.
+MYSQL_TABLE = {
+    f"{dialect}_{option}": value
+    for dialect in ("mysql", "mariadb")
+    for option, value in (("charset", "utf8mb4"), ("collate", "utf8mb4_bin"))
+}
 # --8<-- [end:mysql_table]
 
 
@@ -90,7 +95,7 @@ class UTCDateTime(sqlmodel_types.UTCDateTime):
         super().__init__()
 
     def load_dialect_impl(self, dialect: sa.Dialect) -> sa.types.TypeEngine[Any]:
-        if dialect.name == "mysql":
+        if dialect.name in ("mysql", "mariadb"):  # mariadb+aiomysql:// URLs: "mariadb"
             return dialect.type_descriptor(mysql.DATETIME(fsp=6))
         return super().load_dialect_impl(dialect)
 
@@ -116,7 +121,7 @@ def _utcnow_sqlite(element: utcnow, compiler: Any, **kw: Any) -> str:
     return "(STRFTIME('%Y-%m-%d %H:%M:%f000', 'now'))"
 
 
-@compiles(utcnow, "mysql")
+@compiles(utcnow, "mysql", "mariadb")
 def _utcnow_mysql(element: utcnow, compiler: Any, **kw: Any) -> str:
     return "CURRENT_TIMESTAMP(6)"  # session time zone, which db.py sets to UTC
 

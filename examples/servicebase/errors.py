@@ -48,6 +48,7 @@ class DatabaseError(enum.Enum):
     DEADLOCK = "deadlock"
     SERIALIZATION_FAILURE = "serialization_failure"
     STATEMENT_TIMEOUT = "statement_timeout"
+    LOCK_TIMEOUT = "lock_timeout"
     OTHER = "other"
 
 
@@ -60,6 +61,7 @@ POSTGRES_SQLSTATE = {
     "40P01": DatabaseError.DEADLOCK,
     "40001": DatabaseError.SERIALIZATION_FAILURE,
     "57014": DatabaseError.STATEMENT_TIMEOUT,  # query_canceled (statement_timeout)
+    "55P03": DatabaseError.LOCK_TIMEOUT,  # lock_not_available (lock_timeout, NOWAIT)
 }
 MYSQL_ERRNO = {
     1062: DatabaseError.UNIQUE_VIOLATION,  # ER_DUP_ENTRY
@@ -71,13 +73,18 @@ MYSQL_ERRNO = {
     1213: DatabaseError.DEADLOCK,  # ER_LOCK_DEADLOCK
     1969: DatabaseError.STATEMENT_TIMEOUT,  # MariaDB ER_STATEMENT_TIMEOUT (max_statement_time)
     3024: DatabaseError.STATEMENT_TIMEOUT,  # MySQL ER_QUERY_TIMEOUT (max_execution_time)
+    1205: DatabaseError.LOCK_TIMEOUT,  # ER_LOCK_WAIT_TIMEOUT (innodb_lock_wait_timeout)
 }
 SQLITE_EXTENDED_CODE = {
     2067: DatabaseError.UNIQUE_VIOLATION,  # SQLITE_CONSTRAINT_UNIQUE
     1555: DatabaseError.UNIQUE_VIOLATION,  # SQLITE_CONSTRAINT_PRIMARYKEY
+    2579: DatabaseError.UNIQUE_VIOLATION,  # SQLITE_CONSTRAINT_ROWID
     787: DatabaseError.FOREIGN_KEY_VIOLATION,  # SQLITE_CONSTRAINT_FOREIGNKEY
+    # SQLITE_CONSTRAINT_TRIGGER: ondelete/onupdate="RESTRICT" (also a trigger's RAISE(ABORT))
+    1811: DatabaseError.FOREIGN_KEY_VIOLATION,
     1299: DatabaseError.NOT_NULL_VIOLATION,  # SQLITE_CONSTRAINT_NOTNULL
     275: DatabaseError.CHECK_VIOLATION,  # SQLITE_CONSTRAINT_CHECK
+    3091: DatabaseError.CHECK_VIOLATION,  # SQLITE_CONSTRAINT_DATATYPE (STRICT tables)
 }
 
 

@@ -85,11 +85,11 @@ def order_by(keys: Sequence[SortKey], dialect: str, reverse: bool = False) -> li
         descending = key.descending != reverse
         nulls_last = key.nulls_last != reverse
         column = key.column
-        if key.nullable and dialect == "mysql":
+        if key.nullable and dialect in ("mysql", "mariadb"):
             null_flag = column.is_(None)
             clauses.append(null_flag.asc() if nulls_last else null_flag.desc())
         clause = column.desc() if descending else column.asc()
-        if key.nullable and dialect != "mysql":
+        if key.nullable and dialect not in ("mysql", "mariadb"):
             clause = clause.nulls_last() if nulls_last else clause.nulls_first()
         clauses.append(clause)
     return clauses

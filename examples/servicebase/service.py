@@ -96,7 +96,9 @@ class ServiceBase(Generic[ModelT, CreateT, UpdateT]):
 
     @property
     def dialect(self) -> str:
-        return self.session.get_bind().dialect.name
+        """The dialect: postgresql, sqlite or mysql (also for mariadb+aiomysql://, "mariadb")."""
+        name = self.session.get_bind().dialect.name
+        return "mysql" if name == "mariadb" else name
 
     def _scope(self, include_deleted: bool) -> list[sa.ColumnElement[bool]]:
         if self._deleted is None or include_deleted:
@@ -517,10 +519,12 @@ class ServiceBase(Generic[ModelT, CreateT, UpdateT]):
         """Race-safe: insert-or-nothing on the unique key, then read. Never check-then-insert."""
         (row,) = self._rows([data])
         created: bool
-        if self.dialect == "mysql":  # no ON CONFLICT DO NOTHING: a savepoint absorbs the dup
+        if self.dialect == "mysql":  # no ON CONFLICT DO NOTHING: absorb the duplicate-key error
+            # InnoDB undoes only the failing statement on a duplicate key; the transaction goes
+            # on. No savepoint: a deadlock (1213) rolls back the whole transaction, savepoint
+            # included, and ROLLBACK TO SAVEPOINT would fail (1305) and hide the retryable 1213.
             try:
-                async with self.session.begin_nested():
-                    await self.session.exec(sa.insert(self.model).values(row))
+                await self.session.exec(sa.insert(self.model).values(row))
                 created = True
             except IntegrityError as error:
                 if classify(error) is not DatabaseError.UNIQUE_VIOLATION:

@@ -4,8 +4,8 @@ Imports nothing from the app.
 """
 
 import json
+import logging
 import re
-import socket
 from typing import Annotated, Any, Generic, TypeVar
 
 from annotated_types import Len
@@ -157,6 +157,9 @@ STATUS = {
 MAX_ERRORS = 20  # validation errors per response: a 10,000-item list can't make a 10 MB body
 
 
+log = logging.getLogger("examples.servicebase.web")
+
+
 def add_error_handlers(app: FastAPI, *, retry_after_seconds: int = 1) -> None:
     async def service_error(_request: Request, error: Exception) -> JSONResponse:
         status = next(code for kind, code in STATUS.items() if isinstance(error, kind))
@@ -171,18 +174,29 @@ def add_error_handlers(app: FastAPI, *, retry_after_seconds: int = 1) -> None:
             headers={"Retry-After": str(retry_after_seconds)},
         )
 
-    async def database_error(_request: Request, error: Exception) -> JSONResponse:
-        # Never echo driver text (SQL, values, host names) to the client.
+    def server_error(request: Request, error: Exception, body: dict[str, str]) -> JSONResponse:
+        # The traceback goes to the log; the client gets a fixed message (no SQL, no hosts).
+        log.error("%s %s failed", request.method, request.url.path, exc_info=error)
+        return JSONResponse(body, status_code=500)
+
+    async def database_error(request: Request, error: Exception) -> JSONResponse:
         if isinstance(error, DBAPIError):
             if error.connection_invalidated or is_unreachable(error):
-                return await unavailable(_request, error)
-            if classify(error) is DatabaseError.STATEMENT_TIMEOUT:
+                return await unavailable(request, error)
+            if classify(error) in (DatabaseError.STATEMENT_TIMEOUT, DatabaseError.LOCK_TIMEOUT):
                 return JSONResponse(
                     {"detail": "the database took too long; retry later", "error": "Timeout"},
                     status_code=503,
                     headers={"Retry-After": str(retry_after_seconds)},
                 )
-        return JSONResponse({"detail": "database error", "error": "DatabaseError"}, 500)
+        return server_error(request, error, {"detail": "database error", "error": "DatabaseError"})
+
+    async def os_error(request: Request, error: Exception) -> JSONResponse:
+        # asyncpg raises the socket error itself (refused, DNS, timeout) when it can't connect.
+        # Any other OSError (an outbound HTTP call, a file) is the app's own failure: a 500.
+        if raised_while_connecting(error):
+            return await unavailable(request, error)
+        return server_error(request, error, {"detail": "internal error", "error": "InternalError"})
 
     async def invalid_request(_request: Request, error: Exception) -> JSONResponse:
         # Replaces FastAPI's handler, which echoes each bad input: a lone surrogate can't be
@@ -203,10 +217,8 @@ def add_error_handlers(app: FastAPI, *, retry_after_seconds: int = 1) -> None:
     for kind in STATUS:
         app.add_exception_handler(kind, service_error)
     app.add_exception_handler(PoolTimeoutError, unavailable)
-    # Some drivers raise the socket error itself when the server is down (asyncpg on connect).
-    app.add_exception_handler(ConnectionError, unavailable)
-    app.add_exception_handler(socket.gaierror, unavailable)
     app.add_exception_handler(DBAPIError, database_error)
+    app.add_exception_handler(OSError, os_error)  # ConnectionError, socket.gaierror, ...
 
 
 def printable(value: Any) -> Any:
@@ -219,6 +231,16 @@ def printable(value: Any) -> Any:
 
 
 # --8<-- [end:error_handlers]
+
+
+def raised_while_connecting(error: BaseException) -> bool:
+    """The error came out of SQLAlchemy's pool opening a database connection."""
+    trace = error.__traceback__
+    while trace is not None:
+        if trace.tb_frame.f_globals.get("__name__", "").startswith("sqlalchemy.pool"):
+            return True
+        trace = trace.tb_next
+    return False
 
 
 def is_unreachable(error: DBAPIError) -> bool:

@@ -9,6 +9,7 @@ import asyncio
 from alembic import context
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import SQLModel
 
@@ -22,6 +23,7 @@ config = context.config
 target_metadata = config.attributes.get("target_metadata") or SQLModel.metadata
 LOCK_NAME = "async_sqlmodel_migrations"
 PG_LOCK_KEY = 0x5A11_7E5D  # any constant shared by every process migrating this database
+LOCK_TIMEOUT_SECONDS = 600  # config.attributes["lock_timeout"] overrides it
 
 
 # --8<-- [start:url]
@@ -50,7 +52,7 @@ def configure(connection: Connection) -> None:
         # SQLite: one transaction for the whole run, so a concurrent run waits for all of it;
         # Alembic assumes SQLite DDL is not transactional, but with db.py's BEGIN it is.
         transaction_per_migration=connection.dialect.name == "postgresql",
-        transactional_ddl=connection.dialect.name != "mysql",
+        transactional_ddl=connection.dialect.name not in ("mysql", "mariadb"),
     )
 
 
@@ -61,14 +63,36 @@ def configure(connection: Connection) -> None:
 def run_with_lock(connection: Connection) -> None:
     """Only one process migrates at a time; the others wait, then find nothing left to do.
 
-    PostgreSQL: a session advisory lock. MySQL: GET_LOCK. SQLite: the write lock that
-    BEGIN IMMEDIATE takes for the whole run.
+    PostgreSQL: a session advisory lock. MySQL/MariaDB: GET_LOCK. SQLite: the write lock that
+    BEGIN IMMEDIATE takes for the whole run. Waiting longer than the timeout is an error.
     """
     dialect = connection.dialect.name
+    timeout = float(config.attributes.get("lock_timeout", LOCK_TIMEOUT_SECONDS))
+    refused = TimeoutError(
+        f"migration lock {LOCK_NAME!r} not obtained within {timeout:g} s:"
+        " another process is migrating this database"
+    )
     if dialect == "postgresql":
-        connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": PG_LOCK_KEY})
-    elif dialect == "mysql":
-        connection.execute(text("SELECT GET_LOCK(:name, 600)"), {"name": LOCK_NAME})
+        # pg_advisory_lock waits forever unless lock_timeout is set (true: this transaction only).
+        connection.execute(
+            text("SELECT set_config('lock_timeout', :ms, true)"), {"ms": f"{timeout * 1000:.0f}"}
+        )
+        try:
+            connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": PG_LOCK_KEY})
+        except DBAPIError as error:
+            if getattr(error.orig, "sqlstate", None) != "55P03":  # lock_not_available
+                raise
+            connection.rollback()
+            raise refused from None
+    elif dialect in ("mysql", "mariadb"):
+        # GET_LOCK names are server-wide: add the database, or two databases wait on each other.
+        got = connection.execute(
+            text("SELECT GET_LOCK(LEFT(CONCAT(:name, '.', DATABASE()), 64), :timeout)"),
+            {"name": LOCK_NAME, "timeout": timeout},
+        ).scalar()
+        if got != 1:  # 0: timed out; NULL: an error (e.g. the thread was killed)
+            connection.rollback()
+            raise refused
     connection.commit()  # the locks are per session; end the transaction they started in
     try:
         configure(connection)
@@ -77,8 +101,11 @@ def run_with_lock(connection: Connection) -> None:
     finally:
         if dialect == "postgresql":
             connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": PG_LOCK_KEY})
-        elif dialect == "mysql":
-            connection.execute(text("SELECT RELEASE_LOCK(:name)"), {"name": LOCK_NAME})
+        elif dialect in ("mysql", "mariadb"):
+            connection.execute(
+                text("SELECT RELEASE_LOCK(LEFT(CONCAT(:name, '.', DATABASE()), 64))"),
+                {"name": LOCK_NAME},
+            )
         connection.commit()
 
 

@@ -32,7 +32,9 @@ def hero_status(*values: str) -> sa.Enum:
     """The enum as this revision knows it: values frozen here, never read from the app."""
     named = sa.Enum(*values, name="hero_status", create_constraint=True)
     return named.with_variant(
-        sa.Enum(*values, name="hero_status", create_constraint=True, native_enum=False), "mysql"
+        sa.Enum(*values, name="hero_status", create_constraint=True, native_enum=False),
+        "mysql",
+        "mariadb",
     )
 
 

@@ -23,7 +23,7 @@ TABLES = ("team", "power", "hero", "hero_power")
 
 
 def upgrade() -> None:
-    if op.get_context().dialect.name != "mysql":
+    if op.get_context().dialect.name not in ("mysql", "mariadb"):
         return
     # hero.id and the columns referring to it change together: the foreign keys would refuse
     # the first table converted while the others still have the old collation.
