@@ -74,7 +74,8 @@ RULES: dict[str, Rule] = {
         "models.md#timezone-aware-timestamps",
     ),
     "ASM010": Rule(
-        "datetime column on SQLModel's default type (whole seconds on MySQL/MariaDB)",
+        "datetime column on SQLModel's default type (whole seconds on MySQL/MariaDB; reported"
+        " only when a checked file names mysql or mariadb)",
         "sa_type=UTCDateTime from types.py (DATETIME(6) on MySQL)",
         "models.md#timezone-aware-timestamps",
     ),
@@ -223,12 +224,27 @@ def is_constant_false(node: ast.expr | None) -> bool:
     return isinstance(node, ast.Constant) and node.value is False
 
 
-def has_interpolation(node: ast.expr) -> bool:
+def has_interpolation(node: ast.expr, *, identifiers_ok: bool = False) -> bool:
+    """A value formatted into SQL. With identifiers_ok, an f-string whose every value stands
+    inside identifier quotes ("{name}" or `{name}`: a table or database name) doesn't count."""
     if isinstance(node, ast.JoinedStr):
-        return any(isinstance(v, ast.FormattedValue) for v in node.values)
+        values = node.values
+        formatted = [i for i, v in enumerate(values) if isinstance(v, ast.FormattedValue)]
+        if identifiers_ok and formatted and all(quoted_identifier(values, i) for i in formatted):
+            return False
+        return bool(formatted)
     if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mod | ast.Add):
         return True
     return isinstance(node, ast.Call) and call_name(node) == "format"
+
+
+def quoted_identifier(values: list[ast.expr], index: int) -> bool:
+    def text_at(i: int) -> str:
+        value = values[i] if 0 <= i < len(values) else None
+        return str(value.value) if isinstance(value, ast.Constant) else ""
+
+    before, after = text_at(index - 1), text_at(index + 1)
+    return any(before.endswith(q) and after.startswith(q) for q in ('"', "`"))
 
 
 class Checker(ast.NodeVisitor):
@@ -450,9 +466,14 @@ class Checker(ast.NodeVisitor):
             self.add(node, "ASM013")
         if any(k.arg == "orm_mode" for k in node.keywords):
             self.add(node, "ASM013")
-        if name == "text" and node.args and has_interpolation(node.args[0]):
+        if name == "text" and node.args and has_interpolation(node.args[0], identifiers_ok=True):
             self.add(node, "ASM014")
-        if name in ("like", "ilike") and node.args and has_interpolation(node.args[0]):
+        if (
+            name in ("like", "ilike")
+            and node.args
+            and has_interpolation(node.args[0])
+            and keyword(node, "escape") is None  # escape=: the value was escaped on purpose
+        ):
             self.add(node, "ASM015")
         if name == "order_by":
             for argument in node.args:
@@ -532,6 +553,9 @@ def python_files(paths: list[Path]) -> Iterator[Path]:
             yield path
 
 
+MYSQL_MENTION = re.compile(r"mysql|mariadb", re.IGNORECASE)
+
+
 def disposed_names(tree: ast.Module) -> set[str]:
     """'engine' for engine.dispose(), db.engine.dispose() or push_async_callback(engine.dispose)."""
     return {
@@ -568,6 +592,8 @@ def check(paths: list[Path], errors: list[str] | None = None) -> list[Finding]:
             errors.append(f"{path}: cannot parse: {error}")
     tables = table_models_in(list(trees.values()))
     disposed = set().union(*map(disposed_names, trees.values()))  # anywhere in the checked files
+    # ASM010 matters on MySQL/MariaDB only: report it when some checked file names them.
+    mysql = any(MYSQL_MENTION.search(source) for source in sources.values())
     for path, tree in trees.items():
         checker = Checker(str(path), tree, tables)
         checker.prepare()
@@ -578,6 +604,8 @@ def check(paths: list[Path], errors: list[str] | None = None) -> list[Finding]:
                 checker.add(call, "ASM026")
         lines = sources[path].splitlines()
         for finding in checker.findings:
+            if finding.rule == "ASM010" and not mysql:
+                continue
             line = lines[finding.line - 1] if 0 < finding.line <= len(lines) else ""
             match = SUPPRESS.search(line)
             if match and finding.rule in {r.strip() for r in match.group(1).split(",")}:

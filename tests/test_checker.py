@@ -64,7 +64,8 @@ CASES: dict[str, tuple[str, str]] = {
     ),
     "ASM009": ("stamp = datetime.utcnow()", "stamp = datetime.now()"),
     "ASM010": (
-        "class A(SQLModel, table=True):\n    at: datetime",
+        "URL = 'mariadb+aiomysql://db/app'\nclass A(SQLModel, table=True):\n    at: datetime",
+        "URL = 'mariadb+aiomysql://db/app'\n"
         "class A(SQLModel, table=True):\n    at: datetime = Field(sa_type=UTC)",
     ),
     "ASM011": (
@@ -80,11 +81,13 @@ CASES: dict[str, tuple[str, str]] = {
     "ASM013": ("data = model.dict()", "data = model.model_dump()\nsame = {}.copy()"),
     "ASM014": (
         "q = text(f\"SELECT * FROM hero WHERE name = '{name}'\")",
-        "q = text('SELECT * FROM hero WHERE name = :name')",
+        "q = text('SELECT * FROM hero WHERE name = :name')\n"
+        "d = text(f'DROP DATABASE `{name}`')\ne = text(f'TRUNCATE \"{table}\"')",
     ),
     "ASM015": (
         "cond = Hero.name.like(f'%{term}%')",
-        "cond = Hero.name.contains(term, autoescape=True)",
+        "cond = Hero.name.contains(term, autoescape=True)\n"
+        "also = Hero.name.ilike(f'%{escape_like(term)}%', escape='\\\\')",
     ),
     "ASM016": ("q = select(X).order_by(text(sort))", "q = select(X).order_by(text('name'))"),
     "ASM017": (
@@ -189,6 +192,14 @@ def test_an_engine_disposed_in_another_module_is_fine(tmp_path: Path) -> None:
     )
     assert [f.rule for f in check([tmp_path])] == []
     assert [f.rule for f in check([tmp_path / "db.py"])] == ["ASM026"]
+
+
+def test_whole_second_datetimes_are_reported_only_for_mysql_projects(tmp_path: Path) -> None:
+    """SQLModel's datetime type is timestamptz on PostgreSQL: ASM010 is noise there."""
+    (tmp_path / "models.py").write_text("class A(SQLModel, table=True):\n    at: datetime\n")
+    assert [f.rule for f in check([tmp_path])] == []
+    (tmp_path / "db.py").write_text("import aiomysql  # the project's driver\n")
+    assert [f.rule for f in check([tmp_path])] == ["ASM010"]
 
 
 def test_alembic_template_needs_import_sqlmodel(tmp_path: Path) -> None:
