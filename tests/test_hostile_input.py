@@ -18,10 +18,12 @@ import re
 import urllib.parse
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from decimal import Decimal
+from typing import Annotated, Any
 
 import pytest
 from httpx import AsyncClient, Response
+from pydantic import Field, TypeAdapter, ValidationError
 from sqlmodel import SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -30,7 +32,7 @@ from examples.app.main import create_app
 from examples.app.settings import Settings
 from examples.app.types import JSON_MAX_BYTES, JSON_MAX_DEPTH
 from examples.servicebase.web import InvalidPrecondition, PreconditionRequired, if_match_versions
-from tests.conftest import LiveAppFactory
+from tests.conftest import Backend, LiveAppFactory
 from tests.support import raw_rows
 
 SPEC: dict[str, Any] = create_app(Settings(database_url="sqlite+aiosqlite:///:memory:")).openapi()
@@ -675,6 +677,34 @@ async def test_null_for_a_not_null_column_is_a_422_naming_the_field(
             checked.append(f"{data_model.__name__}.{name}")
     assert {"HeroUpdate.name", "HeroUpdate.status", "HeroUpdate.attributes"} <= set(checked)
     assert {"TeamUpdate.name", "TeamUpdate.headquarters", "HeroCreate.attributes"} <= set(checked)
+
+
+def test_money_is_a_bounded_decimal() -> None:
+    """Decimal refuses NaN and Infinity by default; max_digits/decimal_places: Numeric(10, 2)."""
+    money = TypeAdapter(Annotated[Decimal, Field(max_digits=10, decimal_places=2)])
+    assert money.validate_json('"12345678.90"') == Decimal("12345678.90")
+    for value in ('"NaN"', '"Infinity"', '"-Infinity"', '"1.005"', '"123456789.0"'):
+        with pytest.raises(ValidationError):
+            money.validate_json(value)
+
+
+async def test_json_integers_past_int64_are_stored_exactly(
+    client: AsyncClient, session: AsyncSession, backend: Backend
+) -> None:
+    """jsonb keeps them as numeric, MariaDB and SQLite as the JSON text: exact on all three.
+    Only SQLite's JSON functions read them as REAL (rounded; 10**400 is inf)."""
+    for number in (2**63, -(2**63) - 1, 10**20, 10**400):
+        name = f"n{number % 997}"
+        body = f'{{"name": "{name}", "secret_name": "{name}", "attributes": {{"x": {number}}}}}'
+        response = await client.post("/heroes", content=body, headers=JSON)
+        assert response.status_code == 201, response.text
+        text = "CHAR" if backend.name == "mysql" else "TEXT"  # the stored text, not decoded
+        sql = f"SELECT CAST(attributes AS {text}) FROM hero WHERE name = :name"
+        ((stored,),) = await raw_rows(session, sql, name=name)
+        assert json.loads(stored)["x"] == number
+    if backend.name == "sqlite":
+        sql = "SELECT json_extract(attributes, '$.x') FROM hero WHERE name = :name"
+        assert await raw_rows(session, sql, name=f"n{2**63 % 997}") == [(2.0**63,)]
 
 
 @pytest.mark.parametrize("number", ["NaN", "Infinity", "-Infinity", "1e400", "-1e400"])

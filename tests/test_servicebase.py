@@ -247,6 +247,28 @@ async def test_mysql_ignores_trailing_spaces_in_equality(
     assert matched == (["Deadpond"] if backend.name == "mysql" else [])
 
 
+async def test_mysql_unique_keys_ignore_trailing_spaces(
+    backend: Backend, engine: AsyncEngine, heroes: HeroService, teams: TeamService
+) -> None:
+    # utf8mb4_bin is PAD SPACE in UNIQUE keys too: 'Deadpond ' is taken by 'Deadpond'.
+    team = await teams.create(TeamCreate(name="Preventers", headquarters="Sharp Tower"))
+    await heroes.create(hero("Deadpond", team_id=team.id))
+    if backend.name != "mysql":
+        assert (await heroes.create(hero("Deadpond ", team_id=team.id))).name == "Deadpond "
+        return
+    with pytest.raises(Conflict):
+        await heroes.create(hero("Deadpond ", team_id=team.id))
+    # MariaDB's utf8mb4_nopad_bin tells them apart in both (MySQL 8 has no such collation).
+    async with engine.connect() as connection:
+        await connection.exec_driver_sql(
+            "CREATE TEMPORARY TABLE nopad (s VARCHAR(20) UNIQUE)"
+            " CHARACTER SET utf8mb4 COLLATE utf8mb4_nopad_bin"
+        )
+        await connection.exec_driver_sql("INSERT INTO nopad VALUES ('x'), ('x ')")
+        matched = await connection.exec_driver_sql("SELECT CONCAT(s, '|') FROM nopad WHERE s = 'x'")
+        assert matched.scalars().all() == ["x|"]
+
+
 # ---------------------------------------------------------------- sorting and pages
 
 

@@ -56,7 +56,8 @@ JsonDocument = Annotated[dict[NulFreeStr, JsonValue], BeforeValidator(storable_j
 
 # --8<-- [start:mysql_table]
 # Each table's charset and collation on MySQL/MariaDB, whatever the database was created with:
-# utf8mb4 stores emoji; utf8mb4_bin compares case- and accent-sensitively, like the others.
+# utf8mb4 stores emoji; utf8mb4_bin compares case- and accent-sensitively, like the others,
+# but is PAD SPACE: `=` and UNIQUE keys ignore trailing spaces ('x ' collides with 'x').
 # Both prefixes: a mariadb+aiomysql:// URL's dialect ignores the mysql_ options, silently.
 MYSQL_TABLE = {
     f"{dialect}_{option}": value
