@@ -3,7 +3,6 @@
 import logging
 import time
 from typing import Any
-from uuid import uuid4
 
 from sqlalchemy import Select, event, text
 from sqlalchemy.engine import make_url
@@ -44,10 +43,10 @@ def create_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
         if settings.pgbouncer:  # transaction pooling: each transaction may get another server
             # NullPool: a new connection per checkout (SQLAlchemy never pre-pings a new one).
             options |= {"poolclass": NullPool, "pool_pre_ping": False}
-            # No prepared statement cache (asyncpg's and SQLAlchemy's); unique names, so
-            # statements left on a shared server connection never collide.
+            # No prepared statement cache (asyncpg's and SQLAlchemy's): asyncpg then prepares
+            # unnamed statements, which leave nothing on the shared server connection. (Named
+            # ones, even with unique names, pile up there: one per transaction.)
             connect_args["statement_cache_size"] = 0
-            connect_args["prepared_statement_name_func"] = lambda: f"__asyncpg_{uuid4()}__"
             database_url = database_url.update_query_dict({"prepared_statement_cache_size": "0"})
         else:
             timeout = str(settings.statement_timeout_ms)
