@@ -164,6 +164,43 @@ async def test_startup_is_bounded_when_the_server_never_answers(
     assert (live.status_code, ready.status_code) == (200, 503)
 
 
+@pytest.mark.backends("postgresql", "mysql")
+async def test_a_request_is_a_quick_503_when_the_server_never_answers(
+    backend: Backend, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A new connection waits connect_timeout for the handshake, then 503: not asyncpg's 60 s
+    (then a plain-text 500 from the unhandled TimeoutError), not aiomysql's forever."""
+    connections: list[asyncio.StreamWriter] = []
+    server = await silent_server(connections)
+    port = server.sockets[0].getsockname()[1]
+    silent = backend.url.set(host="127.0.0.1", port=port).render_as_string(hide_password=False)
+    settings = Settings(
+        database_url=silent, connect_timeout=1, health_timeout=1, cursor_secret=CURSOR_SECRET
+    )
+    try:
+        async with (
+            LifespanManager(create_app(settings), startup_timeout=30) as manager,
+            AsyncClient(
+                transport=ASGITransport(app=manager.app, raise_app_exceptions=False),
+                base_url="http://test",
+            ) as client,
+        ):
+            before = len(connections)
+            # A generous bound for a loaded machine, far below the drivers' own waits.
+            async with asyncio.timeout(30):
+                heroes = await client.get("/heroes")
+    finally:
+        server.close()
+        for writer in connections:
+            writer.close()
+        await server.wait_closed()
+    assert len(connections) > before  # the request's own connection reached the listener
+    assert heroes.status_code == 503, heroes.text
+    assert heroes.json()["error"] == "Unavailable"
+    assert heroes.headers["Retry-After"] == "1"
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]  # not a logged 500
+
+
 # ---------------------------------------------------------------- faults
 
 
