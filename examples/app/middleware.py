@@ -13,8 +13,7 @@ class CancelOnDisconnect:
     uvicorn doesn't: a query keeps running, and commits, for a client that gave up. Cancelled,
     asyncpg asks PostgreSQL to cancel the statement and the unit rolls back (MariaDB runs the
     statement to its end). Not once the handler called finish_even_if_disconnected (the session
-    dependency does, before COMMIT): a cancelled COMMIT may land or not, nobody would know.
-    It cancels the task it runs in: add it last, so it runs in the server's task.
+    dependency does, before COMMIT): a cancelled COMMIT may land or not, and nobody would know.
     """
 
     def __init__(self, app: ASGIApp, read_ahead: int = 1 << 20) -> None:
