@@ -12,7 +12,6 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
-from uuid import uuid4
 
 import asyncpg  # type: ignore[import-untyped]
 import pytest
@@ -209,16 +208,55 @@ async def test_the_statement_timeout_is_set_in_every_transaction_and_nowhere_els
     assert "1234ms" not in seen  # the server's default (0 unless configured)
 
 
+async def prepared_statements_on_the_servers(pgbouncer_url: str) -> dict[int, int]:
+    """Prepared statements on each of PgBouncer's server connections (pool of 5): five
+    concurrent transactions hold all five; each counts its own (unnamed statements: none)."""
+    plain = pgbouncer_url.replace("postgresql+asyncpg://", "postgresql://")
+
+    async def one() -> tuple[int, int]:
+        client = await asyncpg.connect(plain, statement_cache_size=0)
+        try:
+            async with client.transaction():
+                await client.execute("SELECT pg_sleep(0.5)")  # the others start theirs meanwhile
+                row = await client.fetchrow(
+                    "SELECT pg_backend_pid(), (SELECT count(*) FROM pg_prepared_statements)"
+                )
+                return int(row[0]), int(row[1])
+        finally:
+            await client.close()
+
+    return dict(await asyncio.gather(*(one() for _ in range(5))))
+
+
+@pytest.mark.usefixtures("engine")  # the tables
+async def test_units_leave_no_prepared_statement_on_the_server_connections(
+    bouncer_engine: AsyncEngine, pgbouncer_url: str
+) -> None:
+    """A named statement stays on the server connection until the client closes it, which
+    NullPool never does (and a client's next transaction runs elsewhere): one per unit of work,
+    tens of KiB of server memory each, until PgBouncer's server_lifetime recycles it."""
+    factory = create_session_factory(bouncer_engine)
+    before = await prepared_statements_on_the_servers(pgbouncer_url)
+    assert len(before) == 5  # every server connection of the pool
+
+    async def unit(n: int) -> None:
+        async with factory() as session, session.begin():
+            await session.exec(select(Hero).where(col(Hero.age) == n))
+            await session.exec(text("SELECT CAST(:n AS integer) + 1").bindparams(n=n))  # type: ignore[call-overload]
+
+    for batch in range(20):
+        await asyncio.gather(*(unit(batch * 10 + n) for n in range(10)))  # 200 units
+    after = await prepared_statements_on_the_servers(pgbouncer_url)
+    assert sum(after.values()) <= sum(before.values()), (before, after)
+
+
 def small_pool_engine(url: str, timeout_ms: int) -> AsyncEngine:
     """The pgbouncer settings with a pool of our own (3 connections) instead of NullPool."""
     engine = create_async_engine(
         make_url(url).update_query_dict({"prepared_statement_cache_size": "0"}),
         pool_size=3,
         max_overflow=0,
-        connect_args={
-            "statement_cache_size": 0,
-            "prepared_statement_name_func": lambda: f"__asyncpg_{uuid4()}__",
-        },
+        connect_args={"statement_cache_size": 0},
     )
     set_statement_timeout_per_transaction(engine, timeout_ms)
     return engine

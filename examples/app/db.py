@@ -1,9 +1,10 @@
 """Engine and session factory for SQLite (aiosqlite), PostgreSQL (asyncpg) and MySQL (aiomysql)."""
 
+import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
-from uuid import uuid4
 
 from sqlalchemy import Select, event, text
 from sqlalchemy.engine import make_url
@@ -26,6 +27,16 @@ def mysql_connect_args() -> dict[str, Any]:
 MYSQL_DIALECTS = ("mysql", "mariadb")
 
 
+def bounded_aiomysql_connect(timeout: float) -> Callable[..., Awaitable[Any]]:
+    async def connect(*args: Any, **kwargs: Any) -> Any:
+        import aiomysql  # type: ignore[import-untyped]
+
+        async with asyncio.timeout(timeout):  # then TimeoutError: the app answers 503
+            return await aiomysql.connect(*args, **kwargs)
+
+    return connect
+
+
 def create_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
     """The app's engine. `url` overrides settings.database_url (e.g. a read replica)."""
     database_url = make_url(url or settings.database_url.get_secret_value())
@@ -41,19 +52,23 @@ def create_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
         connect_args["server_settings"] = {"application_name": settings.application_name}
         # Client-side backstop when the server can't answer at all (network stall).
         connect_args["command_timeout"] = settings.statement_timeout_ms / 1000 + 5
+        connect_args["timeout"] = settings.connect_timeout  # a new connection's handshake
         if settings.pgbouncer:  # transaction pooling: each transaction may get another server
             # NullPool: a new connection per checkout (SQLAlchemy never pre-pings a new one).
             options |= {"poolclass": NullPool, "pool_pre_ping": False}
-            # No prepared statement cache (asyncpg's and SQLAlchemy's); unique names, so
-            # statements left on a shared server connection never collide.
+            # No prepared statement cache (asyncpg's and SQLAlchemy's): asyncpg then prepares
+            # unnamed statements, which leave nothing on the shared server connection. (Named
+            # ones, even with unique names, pile up there: one per transaction.)
             connect_args["statement_cache_size"] = 0
-            connect_args["prepared_statement_name_func"] = lambda: f"__asyncpg_{uuid4()}__"
             database_url = database_url.update_query_dict({"prepared_statement_cache_size": "0"})
         else:
             timeout = str(settings.statement_timeout_ms)
             connect_args["server_settings"]["statement_timeout"] = timeout
     elif backend in MYSQL_DIALECTS:
         connect_args |= mysql_connect_args()
+        # aiomysql's own connect_timeout bounds the TCP connect only, not the handshake: bound
+        # all of it. (async_creator_fn: the driver call SQLAlchemy's async dialects make.)
+        connect_args["async_creator_fn"] = bounded_aiomysql_connect(settings.connect_timeout)
         options["pool_recycle"] = settings.pool_recycle
     in_memory = database_url.database in (None, "", ":memory:") or (
         database_url.query.get("mode") == "memory"  # file:name?mode=memory&uri=true

@@ -28,7 +28,7 @@ class Settings(BaseSettings):
 
     application_name: str = "async-sqlmodel"  # how the app's sessions appear on the server
     statement_timeout_ms: int = 15_000  # the server cancels longer statements
-    connect_timeout: float = 5.0  # the startup check gives up; the app starts, not ready
+    connect_timeout: float = 5.0  # a new connection's handshake gives up: 503 (startup: not ready)
     health_timeout: float = 2.0  # below pool_timeout: /health/ready answers 503 quickly
     slow_query_ms: float = 500.0  # log statements slower than this
     opentelemetry: bool = False  # spans for every statement (needs the otel extra)

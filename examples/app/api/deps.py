@@ -8,6 +8,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from examples.app.db import READ_ONLY
+from examples.app.middleware import finish_even_if_disconnected
 from examples.app.services import HeroService, PowerService, TeamService
 from examples.app.settings import Settings
 
@@ -28,6 +29,9 @@ async def get_session(
     options = READ_ONLY if request.method in ("GET", "HEAD") else {}
     async with session_factory(execution_options=options) as session, session.begin():
         yield session  # commits after the endpoint (and serialisation); rolls back on error
+        # COMMIT next: a client that leaves now no longer cancels the request. Cancelled, a
+        # COMMIT already sent may land or not; finished, it lands and background tasks run.
+        finish_even_if_disconnected(request.scope)
 
 
 # scope="function": the commit runs before the response is sent, so a failed commit becomes
