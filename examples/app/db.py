@@ -67,7 +67,9 @@ def create_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
     elif backend in MYSQL_DIALECTS:
         connect_args |= mysql_connect_args()
         # aiomysql's own connect_timeout bounds the TCP connect only, not the handshake: bound
-        # all of it. (async_creator_fn: the driver call SQLAlchemy's async dialects make.)
+        # all of it. async_creator_fn is the hook SQLAlchemy's aiomysql adapter calls with the
+        # URL's arguments (internal, unlike create_async_engine(async_creator=), which drops
+        # them); tests/test_production.py pins it.
         connect_args["async_creator_fn"] = bounded_aiomysql_connect(settings.connect_timeout)
         options["pool_recycle"] = settings.pool_recycle
     in_memory = database_url.database in (None, "", ":memory:") or (
