@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from asgi_lifespan import LifespanManager
+from fastapi import Request
 from httpx import ASGITransport, AsyncClient
 from pydantic import SecretStr
 from sqlalchemy import insert, text
@@ -620,27 +621,63 @@ async def test_pgbouncer_mode_keeps_no_connection_open(
         assert await server_sessions(backend, name) == []  # closed after every request
 
 
-@pytest.mark.usefixtures("engine")  # the tables
-async def test_opentelemetry_records_a_span_per_statement(backend: Backend) -> None:
-    # Without skip_dep_check the instrumentation refuses SQLAlchemy 2.1 and records nothing.
-    from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
+def global_span_exporter() -> Any:
+    """An in-memory exporter on the process's tracer provider (set once: OpenTelemetry refuses
+    to replace it), as an app's own exporter setup would be."""
+    from opentelemetry import trace
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+    provider = trace.get_tracer_provider()
+    if not isinstance(provider, TracerProvider):
+        provider = TracerProvider()
+        trace.set_tracer_provider(provider)
     exporter = InMemorySpanExporter()
-    provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    engine = create_engine(backend.settings())
-    SQLAlchemyInstrumentor().instrument(
-        engine=engine.sync_engine, tracer_provider=provider, skip_dep_check=True
+    return exporter
+
+
+@asynccontextmanager
+async def traced_app(backend: Backend) -> AsyncIterator[AsyncClient]:
+    """The app with tracing on and a read replica (here: the same database)."""
+    settings = backend.settings().model_copy(
+        update={"opentelemetry": True, "read_replica_url": SecretStr(backend.url_string)}
     )
-    try:
-        async with engine.connect() as connection:
-            await connection.execute(select(Hero).where(Hero.name == "traced"))
-    finally:
-        SQLAlchemyInstrumentor().uninstrument()
-        await engine.dispose()
+    app = create_app(settings)
+
+    @app.get("/_traced")
+    async def traced(request: Request, marker: str) -> None:
+        for kind in ("session_factory", "read_session_factory"):  # primary, replica
+            async with getattr(request.state, kind)() as session:
+                connection = await session.connection()
+                await connection.execute(text(f"SELECT '{marker} {kind}'"))
+
+    async with (
+        LifespanManager(app) as manager,
+        AsyncClient(transport=ASGITransport(app=manager.app), base_url="http://test") as client,
+    ):
+        yield client
+
+
+@pytest.mark.usefixtures("engine")  # the tables
+async def test_opentelemetry_traces_every_engine_of_every_app(backend: Backend) -> None:
+    # The instrumentor is one per process: instrumenting engine by engine traced only the first
+    # engine of the first app ("Attempting to instrument while already instrumented").
+    from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
+
+    exporter = global_span_exporter()
+    async with traced_app(backend) as first:
+        async with traced_app(backend) as second:  # a second app in the same process
+            assert (await first.get("/_traced", params={"marker": "first"})).status_code == 200
+            assert (await second.get("/_traced", params={"marker": "second"})).status_code == 200
+            assert (await second.get("/heroes")).status_code == 200
+        # The second one stopped: the first one is still traced.
+        assert (await first.get("/_traced", params={"marker": "later"})).status_code == 200
     spans = exporter.get_finished_spans()
-    statements = [str((span.attributes or {}).get("db.statement")) for span in spans]
-    assert any("FROM hero" in statement for statement in statements), statements
+    statements = {str((span.attributes or {}).get("db.statement")) for span in spans}
+    for marker in ("first", "second", "later"):
+        for kind in ("session_factory", "read_session_factory"):
+            assert f"SELECT '{marker} {kind}'" in statements, (marker, kind, statements)
+    assert any("FROM hero" in statement for statement in statements)  # the app's own queries
+    assert not SQLAlchemyInstrumentor().is_instrumented_by_opentelemetry  # untraced at shutdown

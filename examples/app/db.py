@@ -234,13 +234,37 @@ def create_routing_session_factory(
 
 
 # --8<-- [start:opentelemetry]
-def trace_with_opentelemetry(engine: AsyncEngine) -> None:
-    """A span per statement (pip install ".[otel]"); exporters are configured by the app."""
+# Every engine of every running app in this process (a read replica, a second create_app).
+_traced_engines: list[Any] = []
+
+
+def trace_with_opentelemetry(*engines: AsyncEngine) -> None:
+    """A span per statement (pip install ".[otel]"); exporters are configured by the app.
+
+    Pass every engine the app has; call stop_tracing with the same engines at shutdown.
+    """
+    _traced_engines.extend(engine.sync_engine for engine in engines)  # as for events
+    _instrument(_traced_engines)
+
+
+def stop_tracing(*engines: AsyncEngine) -> None:
+    for engine in engines:
+        _traced_engines.remove(engine.sync_engine)
+    _instrument(_traced_engines)
+
+
+def _instrument(engines: list[Any]) -> None:
     from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
 
-    # The sync engine, as for events. skip_dep_check: the instrumentation (0.66b1) declares
-    # sqlalchemy < 2.1 and otherwise logs an error and instruments nothing, silently.
-    SQLAlchemyInstrumentor().instrument(engine=engine.sync_engine, skip_dep_check=True)
+    # The instrumentor is a process-wide singleton: a second instrument() only logs "Attempting
+    # to instrument while already instrumented" and traces nothing. So start over with all of them.
+    instrumentor = SQLAlchemyInstrumentor()
+    if instrumentor.is_instrumented_by_opentelemetry:
+        instrumentor.uninstrument()
+    if engines:
+        # skip_dep_check: the instrumentation (0.66) declares sqlalchemy < 2.1 and otherwise
+        # logs an error and instruments nothing, silently.
+        instrumentor.instrument(engines=list(engines), skip_dep_check=True)
 
 
 # --8<-- [end:opentelemetry]

@@ -18,6 +18,7 @@ from examples.app.db import (
     create_engine,
     create_session_factory,
     log_slow_queries,
+    stop_tracing,
     trace_with_opentelemetry,
 )
 from examples.app.middleware import CancelOnDisconnect
@@ -44,6 +45,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         engine = create_engine(settings)
         replica_url = settings.read_replica_url
         replica = create_engine(settings, replica_url.get_secret_value()) if replica_url else None
+        engines = [engine] if replica is None else [engine, replica]
+        if settings.opentelemetry:
+            trace_with_opentelemetry(*engines)  # all of them: the replica too
         try:
             try:
                 # Bounded: a host that never answers would hold startup for the driver's own
@@ -53,9 +57,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             except (OSError, DBAPIError, TimeoutError):
                 # Start anyway: /health/ready reports 503 until the database is back.
                 logger.warning("database unreachable at startup", exc_info=True)
-            log_slow_queries(engine, settings.slow_query_ms)
-            if settings.opentelemetry:
-                trace_with_opentelemetry(engine)
+            for each in engines:
+                log_slow_queries(each, settings.slow_query_ms)
             # Lifespan state: each request sees it as request.state.session_factory.
             yield {
                 "settings": settings,
@@ -64,9 +67,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "read_session_factory": create_session_factory(replica or engine),
             }
         finally:
-            await engine.dispose()  # close pooled connections while the loop still runs
-            if replica is not None:
-                await replica.dispose()
+            if settings.opentelemetry:
+                stop_tracing(*engines)  # a later app in this process instruments its own
+            for each in engines:
+                await each.dispose()  # close pooled connections while the loop still runs
 
     app = FastAPI(title="async-sqlmodel reference app", lifespan=lifespan)
     for router in (teams.router, heroes.router, powers.router, health.router):
