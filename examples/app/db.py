@@ -124,14 +124,24 @@ def configure_sqlite(
         # IMMEDIATE takes the write lock up front: a read-then-write transaction can't fail with
         # "database is locked" when another writer got there first (busy_timeout doesn't cover
         # that upgrade). Units opened with READ_ONLY begin DEFERRED: no lock, reads run in parallel.
-        if conn.get_execution_options().get("sqlite_begin") == "DEFERRED":
-            conn.exec_driver_sql("BEGIN DEFERRED")
-        else:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        options = conn.get_execution_options()
+        # And a READ_ONLY unit refuses writes, every time, not only under contention: "attempt to
+        # write a readonly database". query_only stays on the pooled connection: switch it when
+        # the unit's kind changes (one PRAGMA then; none between units of the same kind).
+        query_only = options.get("sqlite_query_only", False)
+        info = conn.connection.info
+        if info.get("query_only", False) != query_only:
+            conn.exec_driver_sql(
+                "PRAGMA query_only = ON" if query_only else "PRAGMA query_only = OFF"
+            )
+            info["query_only"] = query_only
+        deferred = options.get("sqlite_begin") == "DEFERRED"
+        conn.exec_driver_sql("BEGIN DEFERRED" if deferred else "BEGIN IMMEDIATE")
 
 
-# For units that only read: session_factory(execution_options=READ_ONLY). Other backends ignore it.
-READ_ONLY: dict[str, Any] = {"sqlite_begin": "DEFERRED"}
+# For units that only read: session_factory(execution_options=READ_ONLY). On SQLite a write in
+# one fails at once. Other backends ignore it (a GET that writes works there, fails on SQLite).
+READ_ONLY: dict[str, Any] = {"sqlite_begin": "DEFERRED", "sqlite_query_only": True}
 
 
 def unicode_lower(value: Any) -> Any:
