@@ -4,6 +4,7 @@ import asyncio
 import logging
 import os
 import secrets
+import sqlite3
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -17,7 +18,7 @@ from httpx import ASGITransport, AsyncClient
 from pydantic import SecretStr
 from sqlalchemy import insert, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 from sqlalchemy.pool import NullPool
 from sqlmodel import col, delete, select
@@ -25,7 +26,12 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from benchmarks.load import ROOT, free_port, wait_until_healthy
 from examples.app.api.deps import SessionDep
-from examples.app.db import create_engine, create_routing_session_factory, log_slow_queries
+from examples.app.db import (
+    configure_sqlite,
+    create_engine,
+    create_routing_session_factory,
+    log_slow_queries,
+)
 from examples.app.main import create_app
 from examples.app.models import Hero
 from examples.app.settings import Settings, postgres_url
@@ -507,6 +513,48 @@ async def test_slow_queries_are_logged_without_parameters(
     messages = [r.getMessage() for r in caplog.records if r.name == "examples.app.slow_queries"]
     assert any("slow query" in m and "FROM hero" in m for m in messages)
     assert not any("Secret Identity 42" in m for m in messages)
+
+
+async def test_statements_that_fail_slowly_are_logged_too(
+    backend: Backend, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The slowest statements end in an error (statement_timeout, a lock wait) and never reach
+    after_cursor_execute: handle_error logs them, with the SQL and without the parameters."""
+    secret = f"Secret Identity {secrets.token_hex(4)}"
+    statement, params = "SELECT pg_sleep(:seconds), CAST(:secret AS text)", {"secret": secret}
+    if backend.name == "postgresql":
+        engine = create_engine(backend.settings().model_copy(update={"statement_timeout_ms": 300}))
+    elif backend.name == "mysql":  # MariaDB's statement timeout
+        engine = create_engine(backend.settings())
+        statement = "SET STATEMENT max_statement_time=0.3 FOR SELECT SLEEP(:seconds), :secret"
+    else:  # SQLite: a writer that waited busy_timeout for the lock, then failed
+        engine = create_async_engine(backend.url)
+        configure_sqlite(engine, busy_timeout_ms=300)
+        statement, params = "SELECT :secret", {"secret": secret}
+    log_slow_queries(engine, threshold_ms=100)
+    caplog.set_level(logging.WARNING, logger="examples.app.slow_queries")
+    writer = None
+    if backend.name == "sqlite":
+        writer = sqlite3.connect(backend.url.database or "", isolation_level=None)
+        writer.execute("BEGIN IMMEDIATE")  # holds the write lock
+    try:
+        async with engine.connect() as connection:
+            with pytest.raises(DBAPIError):
+                await connection.execute(text(statement), params | {"seconds": 2})
+    finally:
+        if writer is not None:
+            writer.close()
+        await engine.dispose()
+    messages = [r.getMessage() for r in caplog.records if r.name == "examples.app.slow_queries"]
+    assert len(messages) == 1, messages
+    expected = {
+        "postgresql": ("QueryCanceledError", "SELECT pg_sleep("),
+        "mysql": ("OperationalError", "max_statement_time=0.3 FOR SELECT SLEEP("),
+        "sqlite": ("OperationalError", "BEGIN IMMEDIATE"),  # database is locked
+    }[backend.name]
+    assert messages[0].startswith("slow query failed (")
+    assert all(part in messages[0] for part in expected), messages
+    assert secret not in messages[0]
 
 
 @pytest.mark.usefixtures("engine")  # the tables

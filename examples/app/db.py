@@ -166,7 +166,8 @@ slow_query_log = logging.getLogger("examples.app.slow_queries")
 
 
 def log_slow_queries(engine: AsyncEngine, threshold_ms: float) -> None:
-    """Log statements slower than the threshold: the SQL, never the parameters (user data)."""
+    """Log statements slower than the threshold, also those that failed after it (killed by
+    statement_timeout, a lock wait): the SQL, never the parameters (user data)."""
 
     @event.listens_for(engine.sync_engine, "before_cursor_execute")
     def start(
@@ -181,6 +182,19 @@ def log_slow_queries(engine: AsyncEngine, threshold_ms: float) -> None:
         elapsed_ms = (time.perf_counter() - context._query_started) * 1000
         if elapsed_ms >= threshold_ms:
             slow_query_log.warning("slow query (%.0f ms): %s", elapsed_ms, statement)
+
+    @event.listens_for(engine.sync_engine, "handle_error")
+    def failed(error: Any) -> None:  # after_cursor_execute never runs for these
+        started = getattr(error.execution_context, "_query_started", None)
+        if started is None:  # not a statement (connecting, pinging)
+            return
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        if elapsed_ms >= threshold_ms:
+            driver_error = error.original_exception  # asyncpg's own class is its __cause__
+            kind = type(driver_error.__cause__ or driver_error).__name__  # not its text: values
+            slow_query_log.warning(
+                "slow query failed (%.0f ms, %s): %s", elapsed_ms, kind, error.statement
+            )
 
 
 # --8<-- [end:slow_queries]
