@@ -657,6 +657,43 @@ async def test_get_then_update_reads_the_primary(backend: Backend) -> None:
     assert any("FOR UPDATE" in statement for statement in on_primary.statements)
 
 
+async def test_pre_ping_sends_per_driver(backend: Backend) -> None:
+    """What pool_pre_ping sends at each checkout of a pooled connection, before the unit."""
+    engine = create_engine(
+        backend.settings().model_copy(update={"pool_size": 1, "max_overflow": 0})
+    )
+    sent: list[str] = []
+    try:
+        async with engine.connect() as connection:  # opens the pooled connection: no ping
+            driver: Any = (await connection.get_raw_connection()).driver_connection
+            if backend.name == "postgresql":
+                driver.add_query_logger(lambda query: sent.append(query.query))
+            elif backend.name == "sqlite":
+                await driver.set_trace_callback(sent.append)
+            else:  # a COM_PING is a protocol command, no SQL: count the driver's calls
+                ping = driver.ping
+
+                async def counted_ping(*args: Any, **kwargs: Any) -> Any:
+                    sent.append("COM_PING")
+                    return await ping(*args, **kwargs)
+
+                driver.ping = counted_ping
+        sent.clear()
+        async with engine.connect() as connection:  # a checkout: pre-ping
+            await asyncio.sleep(0)  # asyncpg calls its query loggers soon after, not at once
+            sent.append("-- the unit starts")
+            await connection.execute(text("SELECT 42"))
+    finally:
+        await engine.dispose()
+    expected = {
+        # SQLAlchemy pings asyncpg inside a transaction (for PgBouncer): three round trips.
+        "postgresql": ["BEGIN;", ";", "ROLLBACK;"],
+        "mysql": ["COM_PING"],  # one round trip
+        "sqlite": ["SELECT 1"],  # in-process
+    }[backend.name]
+    assert sent[: sent.index("-- the unit starts")] == expected, sent
+
+
 @pytest.mark.backends("postgresql")
 async def test_pgbouncer_mode_keeps_no_connection_open(
     backend: Backend, live_app: LiveAppFactory
