@@ -123,7 +123,7 @@ async def update_hero(
     data: HeroUpdate,
     heroes: HeroServiceDep,
     response: Response,
-    if_match: Annotated[str | None, Header()] = None,
+    if_match: Annotated[list[str] | None, Header()] = None,  # every If-Match line
 ) -> Hero:
     # If-Match: "<version from the ETag>" -> 412 when someone else changed the hero meanwhile;
     # required (428 without it): a client can't overwrite an edit it never saw. * skips the check.
