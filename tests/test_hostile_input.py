@@ -813,6 +813,19 @@ async def test_json_depth_and_size_limits_hold_on_every_backend(
     assert await snapshot(session) == before
 
 
+async def test_a_422_names_keys_never_values(client: AsyncClient) -> None:
+    key, value = "key-a1b2c3", "value-d4e5f6"
+    body = f'{{"name": "a", "secret_name": "b", "attributes": {{"{key}": "{value}\\u0000"}}}}'
+    refused = await client.post("/heroes", content=body, headers=JSON)
+    assert refused.status_code == 422, refused.text
+    assert key in refused.text  # loc: the client's own key, to find the error by
+    assert value not in refused.text
+    parsed = await client.get("/heroes/x-secret-id")
+    assert parsed.status_code == 422
+    assert "found `x` at 0" in parsed.json()["detail"][0]["msg"]  # one character of it
+    assert "secret" not in parsed.text
+
+
 def test_if_match_parsing() -> None:
     """The header grammar on its own, including the optional mode the reference mentions."""
     assert if_match_versions('"3"') == frozenset({3})

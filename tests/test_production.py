@@ -109,6 +109,59 @@ async def test_health_is_a_quick_503_when_the_pool_is_full(live_app: LiveAppFact
 
 
 @pytest.mark.backends("postgresql", "mysql")
+async def test_health_on_a_pooled_connection_that_stops_answering(backend: Backend) -> None:
+    """health_timeout, plus up to 2 s on asyncpg: SQLAlchemy closes the dead connection
+    gracefully with a fixed close(timeout=2) before the 503 (4 s with the defaults)."""
+    stalled, released = asyncio.Event(), asyncio.Event()
+    target = (backend.url.host or "127.0.0.1", backend.url.port or 0)
+
+    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while data := await reader.read(65536):
+            if stalled.is_set():
+                await released.wait()  # the link goes silent, both ways, until the end
+                break
+            writer.write(data)
+            await writer.drain()
+
+    handlers: list[Any] = []
+    writers: list[asyncio.StreamWriter] = []
+
+    async def forward(client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        handlers.append(asyncio.current_task())
+        server_r, server_w = await asyncio.open_connection(*target)
+        writers.extend((client_w, server_w))
+        pipes = (pipe(client_r, server_w), pipe(server_r, client_w))
+        await asyncio.gather(*pipes, return_exceptions=True)
+
+    proxy = await asyncio.start_server(forward, "127.0.0.1", 0)
+    port = proxy.sockets[0].getsockname()[1]
+    url = backend.url.set(host="127.0.0.1", port=port).render_as_string(hide_password=False)
+    app = create_app(Settings(database_url=url, health_timeout=0.5, cursor_secret=CURSOR_SECRET))
+    try:
+        async with (
+            LifespanManager(app) as manager,
+            AsyncClient(transport=ASGITransport(app=manager.app), base_url="http://test") as client,
+        ):
+            assert (await client.get("/health/ready")).status_code == 200  # one pooled connection
+            stalled.set()
+            started = time.perf_counter()
+            ready = await client.get("/health/ready")  # its pre-ping never gets an answer
+            waited = time.perf_counter() - started
+    finally:
+        released.set()
+        for writer in writers:
+            writer.close()
+        proxy.close()
+        await asyncio.gather(*handlers, return_exceptions=True)
+        await asyncio.gather(*(w.wait_closed() for w in writers), return_exceptions=True)
+    assert (ready.status_code, ready.json()["database"]) == (503, "TimeoutError")
+    if backend.name == "postgresql":
+        assert 2.5 <= waited < 10, waited  # 0.5 s, then the 2 s graceful close
+    else:
+        assert waited < 2.5, waited  # aiomysql closes at once
+
+
+@pytest.mark.backends("postgresql", "mysql")
 async def test_a_database_down_is_a_503_not_a_crash(backend: Backend) -> None:
     dead = backend.url.set(host="127.0.0.1", port=1).render_as_string(hide_password=False)
     app = create_app(Settings(database_url=dead, health_timeout=1, cursor_secret=CURSOR_SECRET))
@@ -124,9 +177,29 @@ async def test_a_database_down_is_a_503_not_a_crash(backend: Backend) -> None:
         heroes = await client.get("/heroes")
     assert live.status_code == 200  # the process is fine: no restart for a database outage
     assert ready.status_code == 503  # no traffic until the database is back
-    assert ready.json()["database"] == "unreachable"
+    assert ready.json()["database"] in ("ConnectionRefusedError 111", "OperationalError 2003")
     assert heroes.status_code == 503, heroes.text
     assert "127.0.0.1" not in heroes.text
+
+
+@pytest.mark.backends("postgresql", "mysql")
+async def test_a_wrong_database_name_is_reported_as_such(
+    backend: Backend, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Not "unreachable": the log and the probe name the driver's error class, never its text."""
+    missing = f"asm_missing_{secrets.token_hex(4)}"
+    url = backend.url.set(database=missing).render_as_string(hide_password=False)
+    app = create_app(Settings(database_url=url, cursor_secret=CURSOR_SECRET))
+    async with (
+        LifespanManager(app) as manager,  # starts anyway
+        AsyncClient(transport=ASGITransport(app=manager.app), base_url="http://test") as client,
+    ):
+        ready = await client.get("/health/ready")
+    kind = {"postgresql": "InvalidCatalogNameError", "mysql": "OperationalError 1049"}
+    assert f"database unavailable at startup: {kind[backend.name]}" in caplog.text
+    assert ready.status_code == 503
+    assert ready.json()["database"] == kind[backend.name]
+    assert missing not in ready.text
 
 
 async def silent_server(connections: list[asyncio.StreamWriter]) -> asyncio.Server:
@@ -167,7 +240,7 @@ async def test_startup_is_bounded_when_the_server_never_answers(
             writer.close()
         await server.wait_closed()
     assert connections  # the app did reach the listener: the driver was waiting for an answer
-    assert "database unreachable at startup" in caplog.text
+    assert "database unavailable at startup: TimeoutError" in caplog.text
     assert (live.status_code, ready.status_code) == (200, 503)
 
 

@@ -13,6 +13,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from examples.app.api import health, heroes, powers, teams
 from examples.app.api.deps import cursor_secret
+from examples.app.api.health import failure
 from examples.app.db import (
     check_connection_budget,
     create_engine,
@@ -54,9 +55,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 # connect timeout (asyncpg: 60 s).
                 async with asyncio.timeout(settings.connect_timeout):
                     await check_connection_budget(engine, settings)
-            except (OSError, DBAPIError, TimeoutError):
-                # Start anyway: /health/ready reports 503 until the database is back.
-                logger.warning("database unreachable at startup", exc_info=True)
+            except (OSError, DBAPIError, TimeoutError) as error:
+                # Start anyway: /health/ready reports 503 until the database answers. Down, or
+                # misconfigured (a wrong database name or password): the log says which.
+                logger.warning("database unavailable at startup: %s", failure(error), exc_info=True)
             for each in engines:
                 log_slow_queries(each, settings.slow_query_ms)
             # Lifespan state: each request sees it as request.state.session_factory.

@@ -201,7 +201,8 @@ def add_error_handlers(app: FastAPI, *, retry_after_seconds: int = 1) -> None:
     async def invalid_request(_request: Request, error: Exception) -> JSONResponse:
         # Replaces FastAPI's handler, which echoes each bad input: a lone surrogate can't be
         # encoded (UnicodeEncodeError) and NaN isn't JSON (ValueError), so the 422 became a 500.
-        # Name the field and the rule, never the value.
+        # The field and the rule, never an input value. loc can hold a key of the client's own
+        # JSON object, and a parser's msg one character (UUID: "found `x` at 0"): bounded below.
         errors = error.errors() if isinstance(error, RequestValidationError) else []
         detail = [
             {
