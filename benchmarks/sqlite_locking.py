@@ -22,6 +22,7 @@ from examples.app.db import READ_ONLY, create_engine
 from examples.app.settings import Settings
 
 IMMEDIATE: dict[str, Any] = {}  # the default: configure_sqlite begins IMMEDIATE
+DEFERRED: dict[str, Any] = {"sqlite_begin": "DEFERRED"}  # READ_ONLY's BEGIN, writes allowed
 
 
 async def concurrent_reads(
@@ -84,7 +85,7 @@ async def main(*, readers: int = 3, hold: float = 1.0, units: int = 50) -> dict[
                     "ratio": round(immediate / deferred, 2),
                 },
                 "read_then_write": {
-                    "DEFERRED": await read_then_write(engine, READ_ONLY, units),
+                    "DEFERRED": await read_then_write(engine, DEFERRED, units),
                     "IMMEDIATE": await read_then_write(engine, IMMEDIATE, units),
                 },
             }

@@ -253,7 +253,7 @@ async def test_sqlite_read_then_write_in_a_deferred_unit_fails_at_once(
     """Why write units begin IMMEDIATE: busy_timeout doesn't cover a read lock's upgrade."""
     session_factory = create_session_factory(engine)
     async with (
-        session_factory(execution_options=READ_ONLY) as reader,
+        session_factory(execution_options={"sqlite_begin": "DEFERRED"}) as reader,  # may write
         session_factory() as writer,
         writer.begin(),
     ):
@@ -265,6 +265,66 @@ async def test_sqlite_read_then_write_in_a_deferred_unit_fails_at_once(
             await reader.flush()  # no 5 s busy wait: fails at once
         assert caught.value.orig.sqlite_errorcode == 5  # type: ignore[union-attr]  # SQLITE_BUSY
         await writer.rollback()
+
+
+@pytest.mark.usefixtures("engine")  # the tables
+async def test_a_write_in_a_read_only_unit_fails_at_once(backend: Backend) -> None:
+    """On SQLite READ_ONLY (every GET) refuses writes without any other writer around, and the
+    pooled connection it used writes again in the next unit. Other backends don't enforce it."""
+    settings = backend.settings().model_copy(update={"pool_size": 1, "max_overflow": 0})
+    engine = create_engine(settings)  # one connection: both units get the same one
+    session_factory = create_session_factory(engine)
+    try:
+        async with session_factory(execution_options=READ_ONLY) as session:
+            session.add(Team(name="Read Only", headquarters="Nowhere"))
+            raw = await (await session.connection()).get_raw_connection()
+            first_connection = raw.driver_connection
+            if backend.name == "sqlite":
+                with pytest.raises(OperationalError) as caught:
+                    await session.flush()  # no 5 s busy wait, no other writer: at once
+                assert "attempt to write a readonly database" in str(caught.value)
+                assert caught.value.orig.sqlite_errorcode == 8  # type: ignore[union-attr]
+            else:
+                await session.flush()  # accepted: the label is SQLite-only
+            await session.rollback()
+        async with unit_of_work(session_factory) as session:
+            session.add(Team(name="Writable", headquarters="Somewhere"))
+            raw = await (await session.connection()).get_raw_connection()
+            assert raw.driver_connection is first_connection
+        async with session_factory(execution_options=READ_ONLY) as session:
+            teams = await session.exec(select(Team.name).where(Team.name == "Writable"))
+            assert teams.all() == ["Writable"]  # reads still work
+    finally:
+        async with unit_of_work(session_factory) as session:
+            await session.exec(delete(Team))
+        await engine.dispose()
+
+
+@pytest.mark.backends("sqlite")
+async def test_sqlite_query_only_costs_a_statement_per_switch(backend: Backend) -> None:
+    settings = backend.settings().model_copy(update={"pool_size": 1, "max_overflow": 0})
+    engine = create_engine(settings)  # one pooled connection for every unit
+    sent: list[str] = []
+    try:
+        async with engine.connect() as connection:  # a write unit: query_only stays off
+            raw = await connection.get_raw_connection()
+            assert raw.driver_connection is not None
+            await raw.driver_connection.set_trace_callback(sent.append)  # what SQLite runs
+        pragmas = []
+        for options in (READ_ONLY, READ_ONLY, {}, {}, READ_ONLY):
+            sent.clear()
+            async with engine.connect() as connection:
+                await connection.execution_options(**options)
+                await connection.execute(text("SELECT 1"))
+            pragmas.append([s for s in sent if s.startswith("PRAGMA")])
+            assert sent[-3:-1] == [
+                "BEGIN DEFERRED" if options else "BEGIN IMMEDIATE",
+                "SELECT 1",
+            ]
+    finally:
+        await engine.dispose()
+    on, off = ["PRAGMA query_only = ON"], ["PRAGMA query_only = OFF"]
+    assert pragmas == [on, [], off, [], on]
 
 
 @pytest.mark.backends("sqlite")

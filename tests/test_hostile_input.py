@@ -763,15 +763,20 @@ async def test_a_lone_surrogate_is_a_422_whose_body_can_be_encoded(client: Async
         ('"1", "2"', 200, None),  # a list matches if any tag does
         (' "9" ,, W/"1", "2" ', 200, None),  # whitespace and empty elements are allowed
         ("*", 200, None),  # any current representation
+        # Several header lines are one comma-separated list (RFC 9110 5.3):
+        (["*", '"1"'], 400, "InvalidPrecondition"),  # * alone or tags, never both
+        (['"1"', '"2"'], 200, None),  # the current tag on the second line
+        (['"1"', 'W/"2"'], 412, "StaleVersion"),
     ],
 )
 async def test_if_match_follows_rfc_9110(
-    client: AsyncClient, if_match: str | None, status: int, error: str | None
+    client: AsyncClient, if_match: str | list[str] | None, status: int, error: str | None
 ) -> None:
     hero = (await client.post("/heroes", json={"name": "a", "secret_name": "b"})).json()
     read = await client.get(f"/heroes/{hero['id']}")
     assert read.headers["ETag"] == '"2"'  # 1, then the background task's welcome
-    headers = {} if if_match is None else {"If-Match": if_match}
+    lines = [] if if_match is None else [if_match] if isinstance(if_match, str) else if_match
+    headers = [("If-Match", line) for line in lines]
     response = await client.patch(f"/heroes/{hero['id']}", json={"age": 7}, headers=headers)
     assert response.status_code == status, response.text
     after = await client.get(f"/heroes/{hero['id']}")
@@ -838,11 +843,27 @@ async def test_json_depth_and_size_limits_hold_on_every_backend(
     assert await snapshot(session) == before
 
 
+async def test_a_422_names_keys_never_values(client: AsyncClient) -> None:
+    key, value = "key-a1b2c3", "value-d4e5f6"
+    body = f'{{"name": "a", "secret_name": "b", "attributes": {{"{key}": "{value}\\u0000"}}}}'
+    refused = await client.post("/heroes", content=body, headers=JSON)
+    assert refused.status_code == 422, refused.text
+    assert key in refused.text  # loc: the client's own key, to find the error by
+    assert value not in refused.text
+    parsed = await client.get("/heroes/x-secret-id")
+    assert parsed.status_code == 422
+    assert "found `x` at 0" in parsed.json()["detail"][0]["msg"]  # one character of it
+    assert "secret" not in parsed.text
+
+
 def test_if_match_parsing() -> None:
     """The header grammar on its own, including the optional mode the reference mentions."""
     assert if_match_versions('"3"') == frozenset({3})
     assert if_match_versions(' "a,b" , W/"4",, "5" ') == frozenset({5})  # a tag may contain a comma
     assert if_match_versions("*") is None
+    assert if_match_versions(['"3"', ' "4"']) == frozenset({3, 4})  # header lines: one list
+    with pytest.raises(InvalidPrecondition):
+        if_match_versions(["*", '"3"'])
     assert if_match_versions(None, required=False) is None
     with pytest.raises(PreconditionRequired):
         if_match_versions(None)

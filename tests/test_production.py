@@ -4,6 +4,7 @@ import asyncio
 import logging
 import os
 import secrets
+import sqlite3
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -13,11 +14,12 @@ from typing import Any
 
 import pytest
 from asgi_lifespan import LifespanManager
+from fastapi import Request
 from httpx import ASGITransport, AsyncClient
 from pydantic import SecretStr
 from sqlalchemy import insert, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 from sqlalchemy.pool import NullPool
 from sqlmodel import col, delete, select
@@ -25,7 +27,12 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from benchmarks.load import ROOT, free_port, wait_until_healthy
 from examples.app.api.deps import SessionDep
-from examples.app.db import create_engine, create_routing_session_factory, log_slow_queries
+from examples.app.db import (
+    configure_sqlite,
+    create_engine,
+    create_routing_session_factory,
+    log_slow_queries,
+)
 from examples.app.main import create_app
 from examples.app.models import Hero
 from examples.app.settings import Settings, postgres_url
@@ -103,6 +110,59 @@ async def test_health_is_a_quick_503_when_the_pool_is_full(live_app: LiveAppFact
 
 
 @pytest.mark.backends("postgresql", "mysql")
+async def test_health_on_a_pooled_connection_that_stops_answering(backend: Backend) -> None:
+    """health_timeout, plus up to 2 s on asyncpg: SQLAlchemy closes the dead connection
+    gracefully with a fixed close(timeout=2) before the 503 (4 s with the defaults)."""
+    stalled, released = asyncio.Event(), asyncio.Event()
+    target = (backend.url.host or "127.0.0.1", backend.url.port or 0)
+
+    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while data := await reader.read(65536):
+            if stalled.is_set():
+                await released.wait()  # the link goes silent, both ways, until the end
+                break
+            writer.write(data)
+            await writer.drain()
+
+    handlers: list[Any] = []
+    writers: list[asyncio.StreamWriter] = []
+
+    async def forward(client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        handlers.append(asyncio.current_task())
+        server_r, server_w = await asyncio.open_connection(*target)
+        writers.extend((client_w, server_w))
+        pipes = (pipe(client_r, server_w), pipe(server_r, client_w))
+        await asyncio.gather(*pipes, return_exceptions=True)
+
+    proxy = await asyncio.start_server(forward, "127.0.0.1", 0)
+    port = proxy.sockets[0].getsockname()[1]
+    url = backend.url.set(host="127.0.0.1", port=port).render_as_string(hide_password=False)
+    app = create_app(Settings(database_url=url, health_timeout=0.5, cursor_secret=CURSOR_SECRET))
+    try:
+        async with (
+            LifespanManager(app) as manager,
+            AsyncClient(transport=ASGITransport(app=manager.app), base_url="http://test") as client,
+        ):
+            assert (await client.get("/health/ready")).status_code == 200  # one pooled connection
+            stalled.set()
+            started = time.perf_counter()
+            ready = await client.get("/health/ready")  # its pre-ping never gets an answer
+            waited = time.perf_counter() - started
+    finally:
+        released.set()
+        for writer in writers:
+            writer.close()
+        proxy.close()
+        await asyncio.gather(*handlers, return_exceptions=True)
+        await asyncio.gather(*(w.wait_closed() for w in writers), return_exceptions=True)
+    assert (ready.status_code, ready.json()["database"]) == (503, "TimeoutError")
+    if backend.name == "postgresql":
+        assert 2.5 <= waited < 10, waited  # 0.5 s, then the 2 s graceful close
+    else:
+        assert waited < 2.5, waited  # aiomysql closes at once
+
+
+@pytest.mark.backends("postgresql", "mysql")
 async def test_a_database_down_is_a_503_not_a_crash(backend: Backend) -> None:
     dead = backend.url.set(host="127.0.0.1", port=1).render_as_string(hide_password=False)
     app = create_app(Settings(database_url=dead, health_timeout=1, cursor_secret=CURSOR_SECRET))
@@ -118,9 +178,29 @@ async def test_a_database_down_is_a_503_not_a_crash(backend: Backend) -> None:
         heroes = await client.get("/heroes")
     assert live.status_code == 200  # the process is fine: no restart for a database outage
     assert ready.status_code == 503  # no traffic until the database is back
-    assert ready.json()["database"] == "unreachable"
+    assert ready.json()["database"] in ("ConnectionRefusedError 111", "OperationalError 2003")
     assert heroes.status_code == 503, heroes.text
     assert "127.0.0.1" not in heroes.text
+
+
+@pytest.mark.backends("postgresql", "mysql")
+async def test_a_wrong_database_name_is_reported_as_such(
+    backend: Backend, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Not "unreachable": the log and the probe name the driver's error class, never its text."""
+    missing = f"asm_missing_{secrets.token_hex(4)}"
+    url = backend.url.set(database=missing).render_as_string(hide_password=False)
+    app = create_app(Settings(database_url=url, cursor_secret=CURSOR_SECRET))
+    async with (
+        LifespanManager(app) as manager,  # starts anyway
+        AsyncClient(transport=ASGITransport(app=manager.app), base_url="http://test") as client,
+    ):
+        ready = await client.get("/health/ready")
+    kind = {"postgresql": "InvalidCatalogNameError", "mysql": "OperationalError 1049"}
+    assert f"database unavailable at startup: {kind[backend.name]}" in caplog.text
+    assert ready.status_code == 503
+    assert ready.json()["database"] == kind[backend.name]
+    assert missing not in ready.text
 
 
 async def silent_server(connections: list[asyncio.StreamWriter]) -> asyncio.Server:
@@ -161,7 +241,7 @@ async def test_startup_is_bounded_when_the_server_never_answers(
             writer.close()
         await server.wait_closed()
     assert connections  # the app did reach the listener: the driver was waiting for an answer
-    assert "database unreachable at startup" in caplog.text
+    assert "database unavailable at startup: TimeoutError" in caplog.text
     assert (live.status_code, ready.status_code) == (200, 503)
 
 
@@ -589,6 +669,48 @@ async def test_slow_queries_are_logged_without_parameters(
     assert not any("Secret Identity 42" in m for m in messages)
 
 
+async def test_statements_that_fail_slowly_are_logged_too(
+    backend: Backend, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The slowest statements end in an error (statement_timeout, a lock wait) and never reach
+    after_cursor_execute: handle_error logs them, with the SQL and without the parameters."""
+    secret = f"Secret Identity {secrets.token_hex(4)}"
+    statement, params = "SELECT pg_sleep(:seconds), CAST(:secret AS text)", {"secret": secret}
+    if backend.name == "postgresql":
+        engine = create_engine(backend.settings().model_copy(update={"statement_timeout_ms": 300}))
+    elif backend.name == "mysql":  # MariaDB's statement timeout
+        engine = create_engine(backend.settings())
+        statement = "SET STATEMENT max_statement_time=0.3 FOR SELECT SLEEP(:seconds), :secret"
+    else:  # SQLite: a writer that waited busy_timeout for the lock, then failed
+        engine = create_async_engine(backend.url)
+        configure_sqlite(engine, busy_timeout_ms=300)
+        statement, params = "SELECT :secret", {"secret": secret}
+    log_slow_queries(engine, threshold_ms=100)
+    caplog.set_level(logging.WARNING, logger="examples.app.slow_queries")
+    writer = None
+    if backend.name == "sqlite":
+        writer = sqlite3.connect(backend.url.database or "", isolation_level=None)
+        writer.execute("BEGIN IMMEDIATE")  # holds the write lock
+    try:
+        async with engine.connect() as connection:
+            with pytest.raises(DBAPIError):
+                await connection.execute(text(statement), params | {"seconds": 2})
+    finally:
+        if writer is not None:
+            writer.close()
+        await engine.dispose()
+    messages = [r.getMessage() for r in caplog.records if r.name == "examples.app.slow_queries"]
+    assert len(messages) == 1, messages
+    expected = {
+        "postgresql": ("QueryCanceledError", "SELECT pg_sleep("),
+        "mysql": ("OperationalError", "max_statement_time=0.3 FOR SELECT SLEEP("),
+        "sqlite": ("OperationalError", "BEGIN IMMEDIATE"),  # database is locked
+    }[backend.name]
+    assert messages[0].startswith("slow query failed (")
+    assert all(part in messages[0] for part in expected), messages
+    assert secret not in messages[0]
+
+
 @pytest.mark.usefixtures("engine")  # the tables
 async def test_echo_sql_and_errors_show_no_parameter_values(
     backend: Backend, caplog: pytest.LogCaptureFixture
@@ -689,6 +811,43 @@ async def test_get_then_update_reads_the_primary(backend: Backend) -> None:
     assert any("FOR UPDATE" in statement for statement in on_primary.statements)
 
 
+async def test_pre_ping_sends_per_driver(backend: Backend) -> None:
+    """What pool_pre_ping sends at each checkout of a pooled connection, before the unit."""
+    engine = create_engine(
+        backend.settings().model_copy(update={"pool_size": 1, "max_overflow": 0})
+    )
+    sent: list[str] = []
+    try:
+        async with engine.connect() as connection:  # opens the pooled connection: no ping
+            driver: Any = (await connection.get_raw_connection()).driver_connection
+            if backend.name == "postgresql":
+                driver.add_query_logger(lambda query: sent.append(query.query))
+            elif backend.name == "sqlite":
+                await driver.set_trace_callback(sent.append)
+            else:  # a COM_PING is a protocol command, no SQL: count the driver's calls
+                ping = driver.ping
+
+                async def counted_ping(*args: Any, **kwargs: Any) -> Any:
+                    sent.append("COM_PING")
+                    return await ping(*args, **kwargs)
+
+                driver.ping = counted_ping
+        sent.clear()
+        async with engine.connect() as connection:  # a checkout: pre-ping
+            await asyncio.sleep(0)  # asyncpg calls its query loggers soon after, not at once
+            sent.append("-- the unit starts")
+            await connection.execute(text("SELECT 42"))
+    finally:
+        await engine.dispose()
+    expected = {
+        # SQLAlchemy pings asyncpg inside a transaction (for PgBouncer): three round trips.
+        "postgresql": ["BEGIN;", ";", "ROLLBACK;"],
+        "mysql": ["COM_PING"],  # one round trip
+        "sqlite": ["SELECT 1"],  # in-process
+    }[backend.name]
+    assert sent[: sent.index("-- the unit starts")] == expected, sent
+
+
 @pytest.mark.backends("postgresql")
 async def test_pgbouncer_mode_keeps_no_connection_open(
     backend: Backend, live_app: LiveAppFactory
@@ -701,27 +860,63 @@ async def test_pgbouncer_mode_keeps_no_connection_open(
         assert await server_sessions(backend, name) == []  # closed after every request
 
 
-@pytest.mark.usefixtures("engine")  # the tables
-async def test_opentelemetry_records_a_span_per_statement(backend: Backend) -> None:
-    # Without skip_dep_check the instrumentation refuses SQLAlchemy 2.1 and records nothing.
-    from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
+def global_span_exporter() -> Any:
+    """An in-memory exporter on the process's tracer provider (set once: OpenTelemetry refuses
+    to replace it), as an app's own exporter setup would be."""
+    from opentelemetry import trace
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+    provider = trace.get_tracer_provider()
+    if not isinstance(provider, TracerProvider):
+        provider = TracerProvider()
+        trace.set_tracer_provider(provider)
     exporter = InMemorySpanExporter()
-    provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    engine = create_engine(backend.settings())
-    SQLAlchemyInstrumentor().instrument(
-        engine=engine.sync_engine, tracer_provider=provider, skip_dep_check=True
+    return exporter
+
+
+@asynccontextmanager
+async def traced_app(backend: Backend) -> AsyncIterator[AsyncClient]:
+    """The app with tracing on and a read replica (here: the same database)."""
+    settings = backend.settings().model_copy(
+        update={"opentelemetry": True, "read_replica_url": SecretStr(backend.url_string)}
     )
-    try:
-        async with engine.connect() as connection:
-            await connection.execute(select(Hero).where(Hero.name == "traced"))
-    finally:
-        SQLAlchemyInstrumentor().uninstrument()
-        await engine.dispose()
+    app = create_app(settings)
+
+    @app.get("/_traced")
+    async def traced(request: Request, marker: str) -> None:
+        for kind in ("session_factory", "read_session_factory"):  # primary, replica
+            async with getattr(request.state, kind)() as session:
+                connection = await session.connection()
+                await connection.execute(text(f"SELECT '{marker} {kind}'"))
+
+    async with (
+        LifespanManager(app) as manager,
+        AsyncClient(transport=ASGITransport(app=manager.app), base_url="http://test") as client,
+    ):
+        yield client
+
+
+@pytest.mark.usefixtures("engine")  # the tables
+async def test_opentelemetry_traces_every_engine_of_every_app(backend: Backend) -> None:
+    # The instrumentor is one per process: instrumenting engine by engine traced only the first
+    # engine of the first app ("Attempting to instrument while already instrumented").
+    from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
+
+    exporter = global_span_exporter()
+    async with traced_app(backend) as first:
+        async with traced_app(backend) as second:  # a second app in the same process
+            assert (await first.get("/_traced", params={"marker": "first"})).status_code == 200
+            assert (await second.get("/_traced", params={"marker": "second"})).status_code == 200
+            assert (await second.get("/heroes")).status_code == 200
+        # The second one stopped: the first one is still traced.
+        assert (await first.get("/_traced", params={"marker": "later"})).status_code == 200
     spans = exporter.get_finished_spans()
-    statements = [str((span.attributes or {}).get("db.statement")) for span in spans]
-    assert any("FROM hero" in statement for statement in statements), statements
+    statements = {str((span.attributes or {}).get("db.statement")) for span in spans}
+    for marker in ("first", "second", "later"):
+        for kind in ("session_factory", "read_session_factory"):
+            assert f"SELECT '{marker} {kind}'" in statements, (marker, kind, statements)
+    assert any("FROM hero" in statement for statement in statements)  # the app's own queries
+    assert not SQLAlchemyInstrumentor().is_instrumented_by_opentelemetry  # untraced at shutdown

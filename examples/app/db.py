@@ -141,14 +141,24 @@ def configure_sqlite(
         # IMMEDIATE takes the write lock up front: a read-then-write transaction can't fail with
         # "database is locked" when another writer got there first (busy_timeout doesn't cover
         # that upgrade). Units opened with READ_ONLY begin DEFERRED: no lock, reads run in parallel.
-        if conn.get_execution_options().get("sqlite_begin") == "DEFERRED":
-            conn.exec_driver_sql("BEGIN DEFERRED")
-        else:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        options = conn.get_execution_options()
+        # And a READ_ONLY unit refuses writes, every time, not only under contention: "attempt to
+        # write a readonly database". query_only stays on the pooled connection: switch it when
+        # the unit's kind changes (one PRAGMA then; none between units of the same kind).
+        query_only = options.get("sqlite_query_only", False)
+        info = conn.connection.info
+        if info.get("query_only", False) != query_only:
+            conn.exec_driver_sql(
+                "PRAGMA query_only = ON" if query_only else "PRAGMA query_only = OFF"
+            )
+            info["query_only"] = query_only
+        deferred = options.get("sqlite_begin") == "DEFERRED"
+        conn.exec_driver_sql("BEGIN DEFERRED" if deferred else "BEGIN IMMEDIATE")
 
 
-# For units that only read: session_factory(execution_options=READ_ONLY). Other backends ignore it.
-READ_ONLY: dict[str, Any] = {"sqlite_begin": "DEFERRED"}
+# For units that only read: session_factory(execution_options=READ_ONLY). On SQLite a write in
+# one fails at once. Other backends ignore it (a GET that writes works there, fails on SQLite).
+READ_ONLY: dict[str, Any] = {"sqlite_begin": "DEFERRED", "sqlite_query_only": True}
 
 
 def unicode_lower(value: Any) -> Any:
@@ -173,7 +183,8 @@ slow_query_log = logging.getLogger("examples.app.slow_queries")
 
 
 def log_slow_queries(engine: AsyncEngine, threshold_ms: float) -> None:
-    """Log statements slower than the threshold: the SQL, never the parameters (user data)."""
+    """Log statements slower than the threshold, also those that failed after it (killed by
+    statement_timeout, a lock wait): the SQL, never the parameters (user data)."""
 
     @event.listens_for(engine.sync_engine, "before_cursor_execute")
     def start(
@@ -188,6 +199,19 @@ def log_slow_queries(engine: AsyncEngine, threshold_ms: float) -> None:
         elapsed_ms = (time.perf_counter() - context._query_started) * 1000
         if elapsed_ms >= threshold_ms:
             slow_query_log.warning("slow query (%.0f ms): %s", elapsed_ms, statement)
+
+    @event.listens_for(engine.sync_engine, "handle_error")
+    def failed(error: Any) -> None:  # after_cursor_execute never runs for these
+        started = getattr(error.execution_context, "_query_started", None)
+        if started is None:  # not a statement (connecting, pinging)
+            return
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        if elapsed_ms >= threshold_ms:
+            driver_error = error.original_exception  # asyncpg's own class is its __cause__
+            kind = type(driver_error.__cause__ or driver_error).__name__  # not its text: values
+            slow_query_log.warning(
+                "slow query failed (%.0f ms, %s): %s", elapsed_ms, kind, error.statement
+            )
 
 
 # --8<-- [end:slow_queries]
@@ -251,13 +275,37 @@ def create_routing_session_factory(
 
 
 # --8<-- [start:opentelemetry]
-def trace_with_opentelemetry(engine: AsyncEngine) -> None:
-    """A span per statement (pip install ".[otel]"); exporters are configured by the app."""
+# Every engine of every running app in this process (a read replica, a second create_app).
+_traced_engines: list[Any] = []
+
+
+def trace_with_opentelemetry(*engines: AsyncEngine) -> None:
+    """A span per statement (pip install ".[otel]"); exporters are configured by the app.
+
+    Pass every engine the app has; call stop_tracing with the same engines at shutdown.
+    """
+    _traced_engines.extend(engine.sync_engine for engine in engines)  # as for events
+    _instrument(_traced_engines)
+
+
+def stop_tracing(*engines: AsyncEngine) -> None:
+    for engine in engines:
+        _traced_engines.remove(engine.sync_engine)
+    _instrument(_traced_engines)
+
+
+def _instrument(engines: list[Any]) -> None:
     from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
 
-    # The sync engine, as for events. skip_dep_check: the instrumentation (0.66b1) declares
-    # sqlalchemy < 2.1 and otherwise logs an error and instruments nothing, silently.
-    SQLAlchemyInstrumentor().instrument(engine=engine.sync_engine, skip_dep_check=True)
+    # The instrumentor is a process-wide singleton: a second instrument() only logs "Attempting
+    # to instrument while already instrumented" and traces nothing. So start over with all of them.
+    instrumentor = SQLAlchemyInstrumentor()
+    if instrumentor.is_instrumented_by_opentelemetry:
+        instrumentor.uninstrument()
+    if engines:
+        # skip_dep_check: the instrumentation (0.66) declares sqlalchemy < 2.1 and otherwise
+        # logs an error and instruments nothing, silently.
+        instrumentor.instrument(engines=list(engines), skip_dep_check=True)
 
 
 # --8<-- [end:opentelemetry]

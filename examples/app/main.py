@@ -13,11 +13,13 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from examples.app.api import health, heroes, powers, teams
 from examples.app.api.deps import cursor_secret
+from examples.app.api.health import failure
 from examples.app.db import (
     check_connection_budget,
     create_engine,
     create_session_factory,
     log_slow_queries,
+    stop_tracing,
     trace_with_opentelemetry,
 )
 from examples.app.middleware import CancelOnDisconnect
@@ -44,18 +46,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         engine = create_engine(settings)
         replica_url = settings.read_replica_url
         replica = create_engine(settings, replica_url.get_secret_value()) if replica_url else None
+        engines = [engine] if replica is None else [engine, replica]
+        if settings.opentelemetry:
+            trace_with_opentelemetry(*engines)  # all of them: the replica too
         try:
             try:
                 # Bounded: a host that never answers would hold startup for the driver's own
                 # connect timeout (asyncpg: 60 s).
                 async with asyncio.timeout(settings.connect_timeout):
                     await check_connection_budget(engine, settings)
-            except (OSError, DBAPIError, TimeoutError):
-                # Start anyway: /health/ready reports 503 until the database is back.
-                logger.warning("database unreachable at startup", exc_info=True)
-            log_slow_queries(engine, settings.slow_query_ms)
-            if settings.opentelemetry:
-                trace_with_opentelemetry(engine)
+            except (OSError, DBAPIError, TimeoutError) as error:
+                # Start anyway: /health/ready reports 503 until the database answers. Down, or
+                # misconfigured (a wrong database name or password): the log says which.
+                logger.warning("database unavailable at startup: %s", failure(error), exc_info=True)
+            for each in engines:
+                log_slow_queries(each, settings.slow_query_ms)
             # Lifespan state: each request sees it as request.state.session_factory.
             yield {
                 "settings": settings,
@@ -64,9 +69,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "read_session_factory": create_session_factory(replica or engine),
             }
         finally:
-            await engine.dispose()  # close pooled connections while the loop still runs
-            if replica is not None:
-                await replica.dispose()
+            if settings.opentelemetry:
+                stop_tracing(*engines)  # a later app in this process instruments its own
+            for each in engines:
+                await each.dispose()  # close pooled connections while the loop still runs
 
     app = FastAPI(title="async-sqlmodel reference app", lifespan=lifespan)
     for router in (teams.router, heroes.router, powers.router, health.router):

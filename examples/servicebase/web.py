@@ -201,7 +201,8 @@ def add_error_handlers(app: FastAPI, *, retry_after_seconds: int = 1) -> None:
     async def invalid_request(_request: Request, error: Exception) -> JSONResponse:
         # Replaces FastAPI's handler, which echoes each bad input: a lone surrogate can't be
         # encoded (UnicodeEncodeError) and NaN isn't JSON (ValueError), so the 422 became a 500.
-        # Name the field and the rule, never the value.
+        # The field and the rule, never an input value. loc can hold a key of the client's own
+        # JSON object, and a parser's msg one character (UUID: "found `x` at 0"): bounded below.
         errors = error.errors() if isinstance(error, RequestValidationError) else []
         detail = [
             {
@@ -265,12 +266,18 @@ def etag(version: int) -> str:
     return f'"{version}"'
 
 
-def if_match_versions(if_match: str | None, *, required: bool = True) -> frozenset[int] | None:
+def if_match_versions(
+    if_match: str | list[str] | None, *, required: bool = True
+) -> frozenset[int] | None:
     """The versions an If-Match header accepts (RFC 9110 13.1.1); None: any (`*`, or optional).
 
     A list matches if any of its tags does. Comparison is strong: a weak tag (W/"3") never
     matches, nor does a tag this API didn't make; both end in 412 once the row is found.
+    Declare the header list[str]: several If-Match lines are one list (RFC 9110 5.3), and a str
+    parameter gets only the first (`*` on one line, a stale tag on the next, must be a 400).
     """
+    if isinstance(if_match, list):
+        if_match = ", ".join(if_match) if if_match else None
     if if_match is None:
         if required:  # without it, a client overwrites edits it never saw (lost update)
             raise PreconditionRequired('send If-Match: the ETag from GET, e.g. "3"; * for any')

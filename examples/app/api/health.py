@@ -26,13 +26,21 @@ def pool_metrics(engine: AsyncEngine) -> dict[str, Any]:
     return metrics
 
 
+def failure(error: BaseException) -> str:
+    """The driver error's class (and code), never its text: that names hosts and databases."""
+    if isinstance(error, DBAPIError) and error.orig is not None:
+        error = error.orig.__cause__ or error.orig  # asyncpg's own class, under SQLAlchemy's
+    code = error.args[0] if error.args and isinstance(error.args[0], int) else None
+    return type(error).__name__ if code is None else f"{type(error).__name__} {code}"
+
+
 @router.get("/health/live")
 async def live() -> dict[str, str]:
     # Liveness never touches the database: a database outage must not restart every pod.
     return {"status": "ok"}
 
 
-@router.get("/health/ready", responses={503: {"description": "Database unreachable or pool full"}})
+@router.get("/health/ready", responses={503: {"description": "Database unavailable or pool full"}})
 async def ready(request: Request) -> JSONResponse:
     # Readiness: while it says 503, the orchestrator sends this pod no traffic.
     engine: AsyncEngine = request.state.engine
@@ -43,8 +51,9 @@ async def ready(request: Request) -> JSONResponse:
         async with asyncio.timeout(settings.health_timeout), engine.connect() as connection:
             await connection.execution_options(**READ_ONLY)  # SQLite: don't wait for writers
             await connection.execute(text("SELECT 1"))
-    except (TimeoutError, PoolTimeoutError, DBAPIError, OSError):
-        body = {"status": "unavailable", "database": "unreachable", "pool": pool}
+    except (TimeoutError, PoolTimeoutError, DBAPIError, OSError) as error:
+        # Down, no answer, pool full, or misconfigured (wrong database, password): say which kind.
+        body = {"status": "unavailable", "database": failure(error), "pool": pool}
         return JSONResponse(body, status_code=503, headers={"Retry-After": "1"})
     return JSONResponse({"status": "ok", "database": "ok", "pool": pool})
 
