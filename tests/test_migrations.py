@@ -1006,6 +1006,12 @@ def alembic_cli(database_url: str, *arguments: str) -> subprocess.CompletedProce
     )
 
 
+def test_the_ini_in_migrations_md_is_alembic_ini() -> None:
+    shown = re.search(r"```ini\n(.*?)```", (ROOT / "references/migrations.md").read_text(), re.S)
+    assert shown is not None
+    assert shown[1] in (ROOT / "alembic.ini").read_text()
+
+
 async def test_the_alembic_command_from_the_project_root(empty_database_url: str) -> None:
     url = empty_database_url
     upgraded = alembic_cli(url, "upgrade", "head")
