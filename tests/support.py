@@ -3,11 +3,12 @@
 from typing import Any
 
 from alembic import command
+from alembic.config import Config
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from examples.app.migrate import alembic_config, migration_engine
+from examples.app.migrate import ALEMBIC_INI, migration_engine
 
 
 async def raw_rows(session: AsyncSession, sql: str, **params: Any) -> list[Any]:
@@ -15,6 +16,13 @@ async def raw_rows(session: AsyncSession, sql: str, **params: Any) -> list[Any]:
     connection = await session.connection()
     result = await connection.execute(text(sql), params)
     return list(result.all())
+
+
+def alembic_config(**attributes: Any) -> Config:
+    """The project's alembic.ini, with config.attributes (connection, target_metadata, ...)."""
+    config = Config(ALEMBIC_INI)
+    config.attributes.update(attributes)
+    return config
 
 
 async def migrate_with(url: str, name: str, *args: Any, **attributes: Any) -> None:

@@ -44,7 +44,7 @@ def test_settings_require_database_url(monkeypatch: pytest.MonkeyPatch) -> None:
     [
         ["-c", "from examples.app.main import create_app; create_app()"],
         ["-m", "examples.app.migrate", "upgrade"],
-        ["-m", "alembic", "-c", str(ROOT / "pyproject.toml"), "upgrade", "head"],
+        ["-m", "alembic", "-c", str(ROOT / "alembic.ini"), "upgrade", "head"],
     ],
     ids=["app factory", "migrate", "alembic"],
 )

@@ -20,8 +20,9 @@ from sqlalchemy.orm import registry
 from sqlmodel import Field, Relationship, SQLModel, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from examples.app.migrate import alembic_config, migration_engine
+from examples.app.migrate import migration_engine
 from examples.app.models import Hero
+from tests.support import alembic_config
 
 
 async def test_asyncclient_app_argument_is_gone() -> None:

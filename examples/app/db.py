@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import Select, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
-from sqlalchemy.pool import NullPool, StaticPool
+from sqlalchemy.pool import NullPool, Pool, StaticPool
 from sqlmodel import Session
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -37,8 +37,11 @@ def bounded_aiomysql_connect(timeout: float) -> Callable[..., Awaitable[Any]]:
     return connect
 
 
-def create_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
-    """The app's engine. `url` overrides settings.database_url (e.g. a read replica)."""
+def create_engine(
+    settings: Settings, url: str | None = None, *, poolclass: type[Pool] | None = None
+) -> AsyncEngine:
+    """The app's engine. `url` overrides settings.database_url (e.g. a read replica);
+    `poolclass` the pool (migrations: NullPool)."""
     database_url = make_url(url or settings.database_url.get_secret_value())
     backend = database_url.get_backend_name()
     options: dict[str, Any] = {
@@ -46,6 +49,8 @@ def create_engine(settings: Settings, url: str | None = None) -> AsyncEngine:
         "hide_parameters": True,  # logs and error messages show the SQL, never the values
         "pool_pre_ping": True,  # replace connections the server closed while idle
     }
+    if poolclass is not None:
+        options["poolclass"] = poolclass
     connect_args: dict[str, Any] = {}
     if backend == "postgresql":
         # Startup parameters: PgBouncer passes application_name on, refuses statement_timeout.

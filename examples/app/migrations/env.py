@@ -1,10 +1,12 @@
-"""Alembic environment for the reference app: async engine, URL from the app's settings.
+"""Alembic environment: async engine, the URL from the app's settings, one migrator at a time.
 
-Used by the `alembic` command (configured in pyproject.toml [tool.alembic]) and by
-examples/app/migrate.py, which passes its own connection in config.attributes["connection"].
+Used by the `alembic` command (alembic.ini at the project root) and by examples/app/migrate.py,
+which passes its own connection in config.attributes["connection"]. In another project, change
+only the three app imports below.
 """
 
 import asyncio
+from logging.config import fileConfig
 
 from alembic import context
 from sqlalchemy import text
@@ -13,11 +15,21 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import SQLModel
 
-import examples.app.models  # noqa: F401  (every table must be on the metadata, or autogenerate drops it)
-from examples.app.migrate import migration_engine
+# --8<-- [start:app_imports]
+# The app: every table on the metadata (or autogenerate drops it), the engine, the settings.
+import examples.app.models  # noqa: F401
+from examples.app.migrate import migration_engine  # the app's create_engine with NullPool
 from examples.app.settings import Settings
 
+# --8<-- [end:app_imports]
+
 config = context.config
+# --8<-- [start:logging]
+# The `alembic` command only: the app (or a test) that runs migrations keeps its own logging.
+# fileConfig's default disable_existing_loggers=True would silence every logger made so far.
+if config.cmd_opts is not None and config.config_file_name is not None:
+    fileConfig(config.config_file_name, disable_existing_loggers=False)
+# --8<-- [end:logging]
 # Tests may pass another MetaData (to autogenerate against a changed model). Its naming
 # convention also names the constraints that op.create_table() makes in every revision.
 target_metadata = config.attributes.get("target_metadata") or SQLModel.metadata
