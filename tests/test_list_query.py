@@ -109,6 +109,14 @@ async def test_team_takes_ids_and_names_repeated_any_of(
     assert filtered.json()["total"] == 2
 
 
+async def test_a_scalar_parameter_sent_twice_keeps_the_last_value(
+    client: AsyncClient, world: dict[str, Any]
+) -> None:
+    """FastAPI's behaviour for a non-list field of a query model (the reference says so)."""
+    assert await names(client, [("age_gte", "60"), ("age_gte", "40")]) == ["Dead Man", "Rusty-Man"]
+    assert await names(client, [("sort", "name"), ("sort", "-age"), ("limit", "1")]) == ["Dead Man"]
+
+
 async def test_items_carry_team_and_powers(client: AsyncClient, world: dict[str, Any]) -> None:
     page = (await client.get("/heroes", params={"name_contains": "deadpond"})).json()
     (hero,) = page["items"]
