@@ -64,7 +64,7 @@ async def one_request(client: httpx.AsyncClient, hero_ids: list[str]) -> httpx.R
     if roll < 0.6:
         age = random.randrange(80)
         # /admin/heroes: flat rows, the workload the published numbers measured
-        params = {"age__gte": age, "sort": "age", "limit": 20}
+        params: dict[str, str | int] = {"age__gte": age, "sort": "age", "limit": 20}
         return await client.get("/admin/heroes", params=params)
     hero_id = random.choice(hero_ids)
     if roll < 0.8:

@@ -214,7 +214,7 @@ async def test_list_statement_count_does_not_grow_with_rows(
         hero = await create_hero(client, f"h{i:02}", team_id=team["id"], age=20)
         power = (await client.post("/powers", json={"name": f"p{i:02}"})).json()
         await client.put(f"/heroes/{hero['id']}/powers/{power['id']}", json={"level": 1})
-    params = [("team", "Preventers"), ("power", "p00"), ("age_gte", "18"), ("sort", "-age")]
+    params: Params = [("team", "Preventers"), ("power", "p00"), ("age_gte", 18), ("sort", "-age")]
     with counting_statements(engine) as log:
         page = (await client.get("/heroes", params={"limit": 100})).json()
     assert len(page["items"]) == rows
