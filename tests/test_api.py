@@ -67,7 +67,7 @@ async def test_concurrent_requests_through_the_test_client_run_one_at_a_time(
     bodies = [{"name": f"gathered {i}", "secret_name": f"gathered {i}"} for i in range(5)]
     responses = await asyncio.gather(*(client.post("/heroes", json=body) for body in bodies))
     assert [response.status_code for response in responses] == [201] * 5
-    listed = (await client.get("/heroes", params={"name__startswith": "gathered"})).json()
+    listed = (await client.get("/heroes", params={"name_contains": "gathered"})).json()
     assert listed["total"] == 5
 
 
@@ -166,14 +166,16 @@ async def test_hero_walk(client: AsyncClient) -> None:
 async def test_hero_list_filters_sort_and_cursor(client: AsyncClient) -> None:
     for i in range(7):
         await create_hero(client, f"hero {i}", age=i % 3 if i else None)
-    page = await client.get("/heroes", params={"age__gte": 1, "sort": "-age,name", "limit": 3})
+    page = await client.get(
+        "/admin/heroes", params={"age__gte": 1, "sort": "-age,name", "limit": 3}
+    )
     assert [(h["name"], h["age"]) for h in page.json()["items"]] == [
         ("hero 2", 2),
         ("hero 5", 2),
         ("hero 1", 1),
     ]
     assert page.json()["total"] == 4
-    in_list = await client.get("/heroes", params=[("age__in", "0"), ("age__in", "2")])
+    in_list = await client.get("/admin/heroes", params=[("age__in", "0"), ("age__in", "2")])
     assert in_list.json()["total"] == 4
     tree = json.dumps(
         {
@@ -183,7 +185,7 @@ async def test_hero_list_filters_sort_and_cursor(client: AsyncClient) -> None:
             ]
         }
     )
-    assert (await client.get("/heroes", params={"filter": tree})).json()["total"] == 2
+    assert (await client.get("/admin/heroes", params={"filter": tree})).json()["total"] == 2
 
     seen: list[str] = []
     cursor = None
@@ -206,14 +208,24 @@ async def test_hero_list_filters_sort_and_cursor(client: AsyncClient) -> None:
     ("method", "path", "kwargs", "status"),
     [
         # filters, sorts and pages outside the allowlist
-        ("get", "/heroes", {"params": {"secret_name__eq": "x"}}, 422),
-        ("get", "/heroes", {"params": {"age__like": "1"}}, 422),
-        ("get", "/heroes", {"params": {"age__gte": "old"}}, 422),
-        ("get", "/heroes", {"params": {"age__eq": str(2**40)}}, 422),  # would overflow INTEGER
-        ("get", "/heroes", {"params": {"name__eq": "nul\x00"}}, 422),
-        ("get", "/heroes", {"params": {"name__eq": "x" * 101}}, 422),
-        ("get", "/heroes", {"params": {"filter": "{not json"}}, 422),
-        ("get", "/heroes", {"params": {"filter": '{"field": "secret_name", "op": "eq"}'}}, 422),
+        ("get", "/admin/heroes", {"params": {"secret_name__eq": "x"}}, 422),
+        ("get", "/admin/heroes", {"params": {"age__like": "1"}}, 422),
+        ("get", "/admin/heroes", {"params": {"age__gte": "old"}}, 422),
+        (
+            "get",
+            "/admin/heroes",
+            {"params": {"age__eq": str(2**40)}},
+            422,
+        ),  # would overflow INTEGER
+        ("get", "/admin/heroes", {"params": {"name__eq": "nul\x00"}}, 422),
+        ("get", "/admin/heroes", {"params": {"name__eq": "x" * 101}}, 422),
+        ("get", "/admin/heroes", {"params": {"filter": "{not json"}}, 422),
+        (
+            "get",
+            "/admin/heroes",
+            {"params": {"filter": '{"field": "secret_name", "op": "eq"}'}},
+            422,
+        ),
         ("get", "/heroes", {"params": {"sort": "secret_name"}}, 422),
         ("get", "/heroes", {"params": {"limit": "0"}}, 422),
         ("get", "/heroes", {"params": {"limit": "101"}}, 422),
@@ -298,8 +310,11 @@ async def test_list_and_detail_query_counts_do_not_grow_with_rows(
     for power in powers:
         await client.put(f"/heroes/{created[0]['id']}/powers/{power['id']}", json={"level": 1})
     with counting_statements(engine) as log:
-        assert len((await client.get("/heroes", params={"limit": 100})).json()["items"]) == heroes
-    assert log.count == 1
+        page = (await client.get("/admin/heroes", params={"limit": 100})).json()
+    assert (len(page["items"]), log.count) == (heroes, 1)
+    with counting_statements(engine) as log:
+        page = (await client.get("/heroes", params={"limit": 100})).json()
+    assert (len(page["items"]), log.count) == (heroes, 2)  # + links joined to powers
     with counting_statements(engine) as log:
         assert len((await client.get(f"/teams/{team['id']}")).json()["heroes"]) == heroes
     assert log.count == 2  # team, its heroes

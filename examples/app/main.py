@@ -11,7 +11,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from examples.app.api import health, heroes, powers, teams
+from examples.app.api import admin, health, heroes, powers, teams
 from examples.app.api.deps import cursor_secret
 from examples.app.api.health import failure
 from examples.app.db import (
@@ -75,7 +75,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await each.dispose()  # close pooled connections while the loop still runs
 
     app = FastAPI(title="async-sqlmodel reference app", lifespan=lifespan)
-    for router in (teams.router, heroes.router, powers.router, health.router):
+    for router in (teams.router, heroes.router, powers.router, health.router, admin.router):
         app.include_router(router)
     add_error_handlers(app)
     app.add_middleware(CancelOnDisconnect)  # a client that went away cancels its handler
