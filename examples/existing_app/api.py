@@ -33,8 +33,8 @@ async def create_author(author: AuthorCreate, session: SessionDep) -> Author:
 async def create_note(note: NoteCreate, session: TransactionDep) -> Note:
     db_note = Note.model_validate(note)
     session.add(db_note)
-    await session.flush()  # the INSERT runs now: its errors raise here, db_note.id is set
-    await session.refresh(db_note)  # only for columns the server sets (created_at)
+    # The INSERT runs now: its errors raise here; id and the server's created_at are read back.
+    await session.flush()
     return db_note  # TransactionDep commits after this, before the response is sent
 
 
