@@ -48,7 +48,9 @@ async def count(url: str, table: str) -> int:
     engine = create_async_engine(url, poolclass=NullPool)
     try:
         async with engine.connect() as connection:
-            return int((await connection.execute(sa.text(f"SELECT count(*) FROM {table}"))).scalar_one())
+            return int(
+                (await connection.execute(sa.text(f"SELECT count(*) FROM {table}"))).scalar_one()
+            )
     finally:
         await engine.dispose()
 
@@ -60,7 +62,9 @@ def notes_app() -> FastAPI:
     return app
 
 
-async def started(app: FastAPI, url: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[AsyncClient]:
+async def started(
+    app: FastAPI, url: str, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[AsyncClient]:
     monkeypatch.setenv("DATABASE_URL", url)
     async with (
         LifespanManager(app) as manager,
@@ -72,7 +76,9 @@ async def started(app: FastAPI, url: str, monkeypatch: pytest.MonkeyPatch) -> As
 # ---------------------------------------------------------------- 1. commit style
 
 
-async def test_both_endpoint_styles_in_one_app(notes_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_both_endpoint_styles_in_one_app(
+    notes_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Tutorial endpoints (commit + refresh on SessionDep) and converted ones (flush on
     TransactionDep) side by side: both store their rows before answering."""
     async for client in started(notes_app(), notes_url, monkeypatch):
@@ -137,3 +143,103 @@ async def test_flush_reads_an_inserted_rows_server_defaults_back(notes_url: str)
             assert sa.inspect(note).unloaded == {"author"}  # created_at is loaded: no refresh
     finally:
         await engine.dispose()
+
+
+# ---------------------------------------------------------------- 2. models over modules
+
+
+def run_python(code: str, cwd: Path, *paths: Path) -> subprocess.CompletedProcess[str]:
+    """A new interpreter, so the import order is the app's, not this test session's."""
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join(str(p) for p in (*paths, ROOT))}
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=cwd,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_the_app_imports_and_its_mappers_configure() -> None:
+    result = run_python(
+        "import examples.existing_app.main\n"
+        "from sqlalchemy.orm import configure_mappers\n"
+        "from examples.existing_app.models import Author, Note\n"
+        "configure_mappers()\n"
+        "print(Author.notes.property.mapper.class_.__name__, Note.author.property.mapper.class_.__name__)",
+        ROOT,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["Note", "Author"]
+
+
+def model_package(tmp_path: Path) -> Path:
+    """examples/existing_app/models as a package whose __init__ imports nothing."""
+    package = tmp_path / "notes_models"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    for name in ("base", "author", "note"):
+        source = (EXISTING / "models" / f"{name}.py").read_text()
+        (package / f"{name}.py").write_text(
+            source.replace("examples.existing_app.models.", "notes_models.")
+        )
+    return tmp_path
+
+
+def test_a_model_module_never_imported_breaks_the_mappers(tmp_path: Path) -> None:
+    root = model_package(tmp_path)
+    only_author = "import notes_models.author\nfrom notes_models.base import notes_registry\n"
+    tables = run_python(only_author + "print(sorted(notes_registry.metadata.tables))", root, root)
+    assert tables.stdout.strip() == "['author']"  # what autogenerate would compare: no note table
+    result = run_python(
+        only_author + "from sqlalchemy.orm import configure_mappers\nconfigure_mappers()",
+        root,
+        root,
+    )
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(
+        "sqlalchemy.exc.InvalidRequestError: When initializing mapper Mapper[Author(author)],"
+        " expression 'Note' failed to locate a name ('Note')."
+    ), last
+    both = run_python(
+        only_author
+        + "import notes_models.note\nfrom sqlalchemy.orm import configure_mappers\nconfigure_mappers()",
+        root,
+        root,
+    )
+    assert both.returncode == 0, both.stderr
+
+
+# ---------------------------------------------------------------- 4. engine at import
+
+
+async def test_the_lifespan_binds_the_session_factory_and_disposes_the_engine(
+    notes_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    disposed: list[AsyncEngine] = []
+    engines: list[AsyncEngine] = []
+    app = notes_app()
+
+    @app.get("/_engine")
+    async def capture(session: db.SessionDep) -> None:
+        await session.exec(sa.select(1))  # type: ignore[call-overload]
+        engine = db.SessionLocal.kw["bind"]
+        engines.append(engine)
+        sa.event.listen(
+            engine.sync_engine, "engine_disposed", lambda _engine: disposed.append(engine)
+        )
+
+    async for client in started(app, notes_url, monkeypatch):
+        assert (await client.get("/_engine")).status_code == 200
+        assert engines[0].pool.checkedin() == 1  # the request's connection, back in the pool
+        assert disposed == []
+    assert disposed == engines  # shutdown disposed it
+    assert engines[0].pool.checkedin() == 0  # a new, empty pool
+
+
+def test_the_checker_flags_the_engine_at_import_not_the_moved_one() -> None:
+    before = check([EXISTING / "before.py"])
+    assert [(f.rule, f.line) for f in before] == [("ASM026", 13)]
+    assert check([EXISTING / name for name in ("db.py", "api.py", "main.py", "models")]) == []
