@@ -45,7 +45,5 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.drop_index(op.f("ix_note_author_id"), table_name="note")
-    op.drop_table("note")
-    op.drop_index(op.f("ix_author_name"), table_name="author")
+    op.drop_table("note")  # with its indexes (MariaDB refuses to drop a foreign key's index first)
     op.drop_table("author")
