@@ -1,11 +1,11 @@
-# --8<-- [start:author]
 from typing import TYPE_CHECKING
 
 from sqlmodel import Field, Relationship
 
 from examples.existing_app.models.base import NotesModel
 
-if TYPE_CHECKING:  # for type checkers only: at runtime note.py imports this module
+# --8<-- [start:author]
+if TYPE_CHECKING:  # for type checkers only: no import cycle at runtime
     from examples.existing_app.models.note import Note
 
 
@@ -16,10 +16,13 @@ class AuthorBase(NotesModel):
 
 class Author(AuthorBase, table=True):
     id: int | None = Field(default=None, primary_key=True)
-    # A string: the class is resolved by name when the mappers are configured.
+    # A string: resolved by name when the mappers are configured.
     notes: list["Note"] = Relationship(
         back_populates="author", sa_relationship_kwargs={"lazy": "raise"}
     )
+
+
+# --8<-- [end:author]
 
 
 class AuthorCreate(AuthorBase):
@@ -28,6 +31,3 @@ class AuthorCreate(AuthorBase):
 
 class AuthorPublic(AuthorBase):
     id: int
-
-
-# --8<-- [end:author]

@@ -4,7 +4,6 @@ from sqlalchemy import MetaData
 from sqlalchemy.orm import registry
 from sqlmodel import SQLModel
 
-# --8<-- [start:naming_convention]
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -12,7 +11,6 @@ NAMING_CONVENTION = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
-# --8<-- [end:naming_convention]
 notes_registry = registry(metadata=MetaData(naming_convention=NAMING_CONVENTION))
 
 
