@@ -1,5 +1,7 @@
 """Test helpers shared by conftest.py and the tests that exercise them directly."""
 
+import shutil
+from pathlib import Path
 from typing import Any
 
 from alembic import command
@@ -9,6 +11,8 @@ from sqlalchemy.engine import Connection
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from examples.app.migrate import ALEMBIC_INI, migration_engine
+
+ROOT = Path(__file__).parents[1]
 
 
 async def raw_rows(session: AsyncSession, sql: str, **params: Any) -> list[Any]:
@@ -35,6 +39,33 @@ async def migrate_with(url: str, name: str, *args: Any, **attributes: Any) -> No
             def run_command(sync_connection: Connection) -> None:
                 config = alembic_config(connection=sync_connection, **attributes)
                 getattr(command, name)(config, *args)
+
+            await connection.run_sync(run_command)
+    finally:
+        await engine.dispose()
+
+
+def scripts_copy(tmp_path: Path) -> Path:
+    """The app's migrations folder, copied: tests add revisions there, never to the real one."""
+    scripts = tmp_path / "migrations"
+    shutil.copytree(
+        ROOT / "examples/app/migrations", scripts, ignore=shutil.ignore_patterns("__pycache__")
+    )
+    return scripts
+
+
+async def run_in(scripts: Path, url: str, name: str, *args: Any, **options: Any) -> None:
+    """An Alembic command against a copied scripts folder (migrate.run, another location)."""
+    engine = migration_engine(url)
+    try:
+        async with engine.connect() as connection:
+
+            def run_command(sync_connection: Connection) -> None:
+                config = alembic_config(
+                    connection=sync_connection, target_metadata=options.pop("metadata", None)
+                )
+                config.set_main_option("script_location", str(scripts))
+                getattr(command, name)(config, *args, **options)
 
             await connection.run_sync(run_command)
     finally:

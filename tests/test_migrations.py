@@ -43,7 +43,7 @@ from examples.app.migrate import migration_engine, run, upgrade
 from examples.app.types import MYSQL_TABLE
 from tests.conftest import Backend, _admin_execute, drop_database
 from tests.support import alembic_config as alembic_config_for_tests
-from tests.support import migrate_with
+from tests.support import migrate_with, run_in, scripts_copy
 
 ROOT = Path(__file__).parents[1]
 REVISIONS = [
@@ -347,33 +347,6 @@ async def test_autogenerate_a_model_change_and_apply_it(
     assert "'hero'" not in generated  # only the change: no stray diff from copying the models
     assert "motto" in names
     assert "ix_team_motto" in indexes
-
-
-def scripts_copy(tmp_path: Path) -> Path:
-    """The app's migrations folder, copied: tests add revisions there, never to the real one."""
-    scripts = tmp_path / "migrations"
-    shutil.copytree(
-        ROOT / "examples/app/migrations", scripts, ignore=shutil.ignore_patterns("__pycache__")
-    )
-    return scripts
-
-
-async def run_in(scripts: Path, url: str, name: str, *args: Any, **options: Any) -> None:
-    """An Alembic command against a copied scripts folder (migrate.run, another location)."""
-    engine = migration_engine(url)
-    try:
-        async with engine.connect() as connection:
-
-            def run_command(sync_connection: Connection) -> None:
-                config = alembic_config_for_tests(
-                    connection=sync_connection, target_metadata=options.pop("metadata", None)
-                )
-                config.set_main_option("script_location", str(scripts))
-                getattr(command, name)(config, *args, **options)
-
-            await connection.run_sync(run_command)
-    finally:
-        await engine.dispose()
 
 
 def copy_of_models() -> sa.MetaData:
