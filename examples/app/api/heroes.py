@@ -12,6 +12,14 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from examples.app.api.deps import HeroServiceDep, SessionFactoryDep
 from examples.app.db import READ_ONLY
+from examples.app.imports import (
+    MAX_IMPORT_BYTES,
+    HeroImport,
+    ImportResult,
+    ImportRoute,
+    ItemConflictBody,
+    import_heroes,
+)
 from examples.app.models import Hero
 from examples.app.queries import HeroListQuery, hero_filter
 from examples.app.schemas import HeroCreate, HeroDetail, HeroPublic, HeroUpdate
@@ -111,6 +119,26 @@ async def export_heroes(session_factory: SessionFactoryDep) -> StreamingResponse
 
 
 # --8<-- [end:streaming]
+
+
+# --8<-- [start:import_endpoint]
+async def import_heroes_endpoint(items: HeroImport, heroes: HeroServiceDep) -> ImportResult:
+    """All or nothing: a 422 names every bad item (loc: body, index, field), a 409 the item
+    that collides with another item or an existing hero; nothing is stored on any refusal."""
+    return ImportResult(created=await import_heroes(heroes, items))
+
+
+router.add_api_route(
+    "/import",
+    import_heroes_endpoint,
+    methods=["POST"],
+    status_code=status.HTTP_201_CREATED,
+    max_body_size=MAX_IMPORT_BYTES,  # 413 before the list is parsed
+    route_class_override=ImportRoute,  # ItemConflict -> 409 with index and field
+    responses={**error_responses(413), 409: {"model": ItemConflictBody}},
+    name="import_heroes",
+)
+# --8<-- [end:import_endpoint]
 
 
 @router.get("/{hero_id}", response_model=HeroDetail)
