@@ -1,5 +1,6 @@
 """POST /heroes/import: all or nothing, and every refusal names the item (on every backend)."""
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 from httpx import AsyncClient
@@ -128,6 +129,18 @@ async def test_over_size_lists_and_bodies_are_refused(
     padded = b"[" + b" " * MAX_IMPORT_BYTES + b"]"
     response = await client.post(
         "/heroes/import", content=padded, headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 413, response.text
+    assert response.json() == {"detail": f"the body is over {MAX_IMPORT_BYTES} bytes"}
+
+    async def chunked() -> AsyncIterator[bytes]:  # no Content-Length: counted as it arrives
+        yield b"["
+        for _ in range(MAX_IMPORT_BYTES // 65_536 + 1):
+            yield b" " * 65_536
+        yield b"]"
+
+    response = await client.post(
+        "/heroes/import", content=chunked(), headers={"content-type": "application/json"}
     )
     assert response.status_code == 413, response.text
     assert await hero_count(session) == 0

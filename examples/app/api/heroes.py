@@ -13,7 +13,6 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from examples.app.api.deps import HeroServiceDep, SessionFactoryDep
 from examples.app.db import READ_ONLY
 from examples.app.imports import (
-    MAX_IMPORT_BYTES,
     HeroImport,
     ImportResult,
     ImportRoute,
@@ -133,8 +132,7 @@ router.add_api_route(
     import_heroes_endpoint,
     methods=["POST"],
     status_code=status.HTTP_201_CREATED,
-    max_body_size=MAX_IMPORT_BYTES,  # 413 before the list is parsed
-    route_class_override=ImportRoute,  # ItemConflict -> 409 with index and field
+    route_class_override=ImportRoute,  # body over MAX_IMPORT_BYTES: 413; ItemConflict: 409
     responses={**error_responses(413), 409: {"model": ItemConflictBody}},
     name="import_heroes",
 )
