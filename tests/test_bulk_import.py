@@ -101,7 +101,8 @@ async def test_a_conflict_with_an_existing_hero_is_a_409_naming_the_item(
     }
     # The failing INSERT(s), then one SELECT of the batch's keys: no round trip per row.
     verbs = [s.split()[0] for s in log.statements]
-    assert verbs.count("SELECT") == 1 and verbs[-1] == "SELECT", verbs
+    assert verbs.count("SELECT") == 1, verbs
+    assert verbs[-1] == "SELECT", verbs
     assert len(verbs) <= N // IMPORT_CHUNK + 1
     assert await hero_count(session) == 1  # only the existing one: no chunk stayed
 

@@ -1,6 +1,6 @@
 """All-or-nothing bulk import: every item is stored, or none is and the refusal names the item."""
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Annotated, Any
 
 import sqlalchemy as sa
@@ -15,7 +15,6 @@ from examples.app.models import Hero, Team
 from examples.app.schemas import HeroCreate
 from examples.app.services import HeroService
 from examples.servicebase.errors import Conflict, ForeignKeyViolation
-
 
 # --8<-- [start:bulk_import]
 MAX_IMPORT_ITEMS = 5_000
@@ -131,7 +130,7 @@ class ImportRoute(APIRoute):
     """Bounds the body (a JSON 413) and turns ItemConflict into its 409 body, after the session
     dependency rolled back."""
 
-    def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
 
         async def handle(request: Request) -> Response:
