@@ -31,8 +31,8 @@ class ImportResult(BaseModel):
 class ItemConflictBody(BaseModel):
     error: str
     detail: str
-    index: int
-    field: str
+    index: int | None = None  # absent when no item can be named (e.g. an unknown mentor_id)
+    field: str | None = None
     duplicate_of: int | None = None
 
 
