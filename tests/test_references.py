@@ -212,6 +212,7 @@ def install_lines() -> list[str]:
 def named_distributions() -> set[str]:
     """Names on SKILL.md's pip lines, plus what those distributions require directly."""
     from importlib.metadata import PackageNotFoundError, requires
+
     from packaging.requirements import Requirement
 
     named: set[str] = set()
@@ -249,3 +250,20 @@ def test_skill_install_line_covers_every_import_of_the_copied_code() -> None:
     assert not missing, f"SKILL.md's install lines don't bring: {missing}"
     pip_lines = [line for line in SKILL.read_text(encoding="utf-8").splitlines() if "pip" in line]
     assert all(driver in pip_lines[0] for driver in DRIVERS), pip_lines[0]
+
+
+# ---------------------------------------------------------------- recipes: what they cost to read
+
+
+def test_every_recipe_names_files_that_exist_and_stays_within_its_budget() -> None:
+    from tools.reading_cost import budget, costs, recipes
+
+    found = recipes(ROOT)
+    assert len(found) >= 4, "SKILL.md's Recipes list was not parsed"
+    assert all(r.read for r in found), [r.name for r in found if not r.read]
+    over = {
+        c.recipe.name: c.total
+        for c in costs(ROOT, lambda text: len(text) // 4)  # text_of raises on a missing file
+        if c.total > budget(c.recipe.name)
+    }
+    assert not over, over

@@ -44,8 +44,9 @@ class Item(SQLModel, table=True):
 def make_engine(url: str) -> AsyncEngine:
     engine = create_async_engine(url)
     if engine.dialect.name == "sqlite":  # database-setup.md: SQLAlchemy emits BEGIN itself
-        event.listen(engine.sync_engine, "connect", lambda c, _r: setattr(c, "isolation_level", None))
-        event.listen(engine.sync_engine, "begin", lambda c: c.exec_driver_sql("BEGIN"))
+        sync = engine.sync_engine
+        event.listen(sync, "connect", lambda c, _r: setattr(c, "isolation_level", None))
+        event.listen(sync, "begin", lambda c: c.exec_driver_sql("BEGIN"))
     return engine
 
 
@@ -82,7 +83,7 @@ def build(url: str) -> FastAPI:
     return app
 '''
 
-SCRIPT = '''
+SCRIPT = """
 import asyncio, os, sys
 
 sys.modules["examples"] = None  # type: ignore[assignment]  # any import of examples.* fails
@@ -115,7 +116,7 @@ async def main(url: str) -> None:
 
 
 asyncio.run(main(sys.argv[1]))
-'''
+"""
 
 
 def test_testing_py_copied_into_another_package_works_unchanged(
