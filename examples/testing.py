@@ -1,27 +1,76 @@
 """Test helpers for an async SQLModel + FastAPI project: copy into your tests' support module.
 
+It imports nothing from the app: the app, its engine and its session-factory dependency are
+parameters, so the copy works unchanged in any package.
+
+database_per_run: a scratch database named after yours (<name>_test_<pid>_<hex>), dropped after.
 rolled_back_session: every test's writes vanish, even when the code under test commits.
 counting_statements: assert how many queries a block sends (N+1 detection).
 app_client: an HTTP client for the app with its lifespan running, its sessions on the test's.
 """
 
 import asyncio
-import itertools
-from collections.abc import AsyncIterator, Iterator
+import os
+import secrets
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
-from sqlalchemy import event
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from sqlalchemy import URL, event, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.pool import NullPool
 from sqlmodel.ext.asyncio.session import AsyncSession
 from starlette.types import Receive, Scope, Send
 
-from examples.app.api.deps import get_session_factory
-from examples.app.schemas import HeroCreate
+
+# --8<-- [start:database_per_run]
+def run_database_url(url: str | URL) -> URL:
+    """This run's database on the server of `url`, named after its database.
+
+    app -> app_test_<pid>_<hex>; SQLite: app.db -> app_test_<pid>_<hex>.db, next to it.
+    """
+    url = make_url(url)
+    base = (url.database or "app").rsplit("/", 1)
+    stem, dot, suffix = base[-1].partition(".")
+    name = f"{stem[:40]}_test_{os.getpid()}_{secrets.token_hex(4)}{dot}{suffix}"
+    return url.set(database="/".join([*base[:-1], name]))
+
+
+@asynccontextmanager
+async def database_per_run(url: str | URL) -> AsyncIterator[URL]:
+    """Create run_database_url(url), yield its URL, drop it at exit (SQLite: the file)."""
+    test_url = run_database_url(url)
+    backend = test_url.get_backend_name()
+    if backend == "sqlite":
+        yield test_url
+        for suffix in ("", "-wal", "-shm"):
+            await asyncio.to_thread(Path(f"{test_url.database}{suffix}").unlink, missing_ok=True)
+        return
+    # PostgreSQL: connect to the always-present "postgres" database; MySQL: to none.
+    # (URL.set(database=None) would keep the name: _replace is NamedTuple's own method.)
+    admin_url = test_url._replace(database="postgres" if backend == "postgresql" else None)
+    admin = create_async_engine(admin_url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+    name = admin.dialect.identifier_preparer.quote(test_url.database or "")
+    charset = " CHARACTER SET utf8mb4" if backend in ("mysql", "mariadb") else ""
+    force = " WITH (FORCE)" if backend == "postgresql" else ""
+    try:
+        async with admin.connect() as conn:
+            await conn.exec_driver_sql(f"CREATE DATABASE {name}{charset}")
+        try:
+            yield test_url
+        finally:
+            async with admin.connect() as conn:
+                await conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name}{force}")
+    finally:
+        await admin.dispose()
+
+
+# --8<-- [end:database_per_run]
 
 
 # --8<-- [start:rolled_back_session]
@@ -85,25 +134,14 @@ def counting_statements(engine: AsyncEngine) -> Iterator[StatementLog]:
 # --8<-- [end:counting_statements]
 
 
-# --8<-- [start:factory]
-_sequence = itertools.count(1)
-
-
-def hero_data(**overrides: Any) -> HeroCreate:
-    """Valid input with unique values; a test states only what it is about."""
-    n = next(_sequence)
-    return HeroCreate.model_validate(
-        {"name": f"hero {n}", "secret_name": f"secret {n}", **overrides}
-    )
-
-
-# --8<-- [end:factory]
-
-
 # --8<-- [start:app_client]
 @asynccontextmanager
-async def app_client(app: FastAPI, session: AsyncSession) -> AsyncIterator[AsyncClient]:
+async def app_client(
+    app: FastAPI, session: AsyncSession, session_factory_dependency: Callable[..., Any]
+) -> AsyncIterator[AsyncClient]:
     """The app over HTTP, in-process, with its lifespan running.
+
+    `session_factory_dependency` is the app's dependency returning its async_sessionmaker.
 
     Every session the app opens (requests, background tasks, streams) joins the test session's
     transaction on its connection, so their commits release savepoints and nothing stays.
@@ -111,7 +149,7 @@ async def app_client(app: FastAPI, session: AsyncSession) -> AsyncIterator[Async
     so asyncio.gather over requests works but is not concurrent. Test real concurrency with
     real commits. httpx's ASGITransport alone would not run the lifespan: LifespanManager does.
     """
-    app.dependency_overrides[get_session_factory] = lambda: async_sessionmaker(
+    app.dependency_overrides[session_factory_dependency] = lambda: async_sessionmaker(
         bind=session.bind,
         class_=AsyncSession,
         expire_on_commit=False,

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import secrets
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
@@ -33,13 +32,14 @@ from sqlmodel import SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 import examples.app.models  # noqa: F401  (registers every table on SQLModel.metadata)
+from examples.app.api.deps import get_session_factory
 from examples.app.db import create_engine, create_session_factory
 from examples.app.main import create_app
 from examples.app.models import Hero, HeroPower, Power, Team
 from examples.app.settings import Settings
 from examples.pitfalls import pitfall_router
 from examples.servicebase.transactions import unit_of_work
-from examples.testing import app_client, rolled_back_session
+from examples.testing import app_client, rolled_back_session, run_database_url
 
 BACKENDS = ("sqlite", "postgresql", "mysql")
 SERVER_URL_ENV = {"postgresql": "TEST_POSTGRES_URL", "mysql": "TEST_MYSQL_URL"}
@@ -145,7 +145,7 @@ async def backend(
 
 
 async def create_database(backend: str, server_url: URL) -> str:
-    database = f"asm_test_{os.getpid()}_{secrets.token_hex(4)}"
+    database = str(run_database_url(server_url).database)  # <server db>_test_<pid>_<hex>
     if backend == "postgresql":
         await _admin_execute(server_url, f'CREATE DATABASE "{database}"')
     else:
@@ -207,7 +207,7 @@ async def client(backend: Backend, session: AsyncSession) -> AsyncIterator[Async
 
     httpx's ASGITransport alone would skip the lifespan, so asgi-lifespan's LifespanManager runs it.
     """
-    async with app_client(create_app(backend.settings()), session) as http:
+    async with app_client(create_app(backend.settings()), session, get_session_factory) as http:
         yield http
 
 

@@ -20,11 +20,12 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from examples.app.__main__ import DemoSettings, create_demo_database
 from examples.app.db import READ_ONLY, create_engine, create_session_factory
+from examples.app.factories import hero_data
 from examples.app.main import create_app
 from examples.app.models import Hero, Team
 from examples.app.settings import Settings
 from examples.servicebase.transactions import unit_of_work
-from examples.testing import counting_statements, hero_data, rolled_back_session
+from examples.testing import counting_statements, rolled_back_session
 from tests.conftest import Backend, LiveAppFactory
 
 ROOT = Path(__file__).parents[1]

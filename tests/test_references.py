@@ -179,3 +179,91 @@ def test_the_stated_fastapi_floor_has_depends_scope() -> None:
     required = re.search(r'"fastapi>=(\d+)\.(\d+)', (ROOT / "pyproject.toml").read_text())
     assert required is not None
     assert (int(required[1]), int(required[2])) >= FASTAPI_SCOPE_FLOOR
+
+
+# ---------------------------------------------------------------- the install line
+
+COPIED_CODE = [
+    *sorted((ROOT / "examples" / "app").rglob("*.py")),
+    *sorted((ROOT / "examples" / "servicebase").rglob("*.py")),
+    ROOT / "examples" / "testing.py",
+]
+DRIVERS = {"aiosqlite", "asyncpg", "aiomysql"}  # "one driver": any of them is named
+OPTIONAL = {"opentelemetry"}  # imported inside a function, named on the "Tracing" line
+
+
+def imported_top_level_modules(path: Path) -> set[str]:
+    import ast
+
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def install_lines() -> list[str]:
+    text = SKILL.read_text(encoding="utf-8")
+    return re.findall(r"^pip install (.*?)(?:\s+#.*)?$", text, flags=re.MULTILINE)
+
+
+def named_distributions() -> set[str]:
+    """Names on SKILL.md's pip lines, plus what those distributions require directly."""
+    from importlib.metadata import PackageNotFoundError, requires
+
+    from packaging.requirements import Requirement
+
+    named: set[str] = set()
+    for line in install_lines():
+        for word in line.split():
+            requirement = Requirement(word.strip("\"'"))
+            named.add(requirement.name.lower().replace("_", "-"))
+    covered = set(named)
+    for name in named:
+        try:
+            requirements = requires(name) or []
+        except PackageNotFoundError:
+            continue
+        for spec in requirements:
+            req = Requirement(spec)
+            if req.marker is None or req.marker.evaluate({"extra": "asyncio"}):
+                covered.add(req.name.lower().replace("_", "-"))
+    return covered
+
+
+def test_skill_install_line_covers_every_import_of_the_copied_code() -> None:
+    import sys
+    from importlib.metadata import packages_distributions
+
+    assert len(install_lines()) == 2, "one install line for the app, one for the tests"
+    modules = set().union(*map(imported_top_level_modules, COPIED_CODE))
+    third_party = modules - set(sys.stdlib_module_names) - {"examples"} - DRIVERS - OPTIONAL
+    distributions = packages_distributions()
+    covered = named_distributions()
+    missing = {
+        module: distributions.get(module, ["?"])
+        for module in sorted(third_party)
+        if not {d.lower().replace("_", "-") for d in distributions.get(module, [])} & covered
+    }
+    assert not missing, f"SKILL.md's install lines don't bring: {missing}"
+    pip_lines = [line for line in SKILL.read_text(encoding="utf-8").splitlines() if "pip" in line]
+    assert all(driver in pip_lines[0] for driver in DRIVERS), pip_lines[0]
+
+
+# ---------------------------------------------------------------- recipes: what they cost to read
+
+
+def test_every_recipe_names_files_that_exist_and_stays_within_its_budget() -> None:
+    from tools.reading_cost import budget, costs, recipes
+
+    found = recipes(ROOT)
+    assert len(found) >= 4, "SKILL.md's Recipes list was not parsed"
+    assert all(r.read for r in found), [r.name for r in found if not r.read]
+    over = {
+        c.recipe.name: c.total
+        for c in costs(ROOT, lambda text: len(text) // 4)  # text_of raises on a missing file
+        if c.total > budget(c.recipe.name)
+    }
+    assert not over, over
