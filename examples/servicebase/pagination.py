@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from pydantic import TypeAdapter, ValidationError
 from sqlalchemy.orm import QueryableAttribute
 
-from examples.servicebase.errors import InvalidFilter
+from .errors import InvalidFilter
 
 T = TypeVar("T")
 

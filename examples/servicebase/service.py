@@ -16,7 +16,7 @@ from sqlalchemy.orm.interfaces import ORMOption
 from sqlmodel import SQLModel, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from examples.servicebase.errors import (
+from .errors import (
     Conflict,
     DatabaseError,
     InvalidFilter,
@@ -25,8 +25,8 @@ from examples.servicebase.errors import (
     classify,
     translate,
 )
-from examples.servicebase.filters import FilterSpec, Node, canonical, value_type_for
-from examples.servicebase.pagination import (
+from .filters import FilterSpec, Node, canonical, value_type_for
+from .pagination import (
     CursorCodec,
     CursorPage,
     Page,
