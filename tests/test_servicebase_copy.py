@@ -10,8 +10,6 @@ import sys
 import textwrap
 from pathlib import Path
 
-import pytest
-
 from tests.conftest import Backend
 
 ROOT = Path(__file__).parents[1]
@@ -156,7 +154,5 @@ def run_copy(backend: Backend, tmp_path: Path, keep: list[str] | None, kwargs: s
     assert "COPY OK" in result.stdout
 
 
-def test_the_whole_package_works_under_another_name(
-    backend: Backend, tmp_path: Path
-) -> None:
+def test_the_whole_package_works_under_another_name(backend: Backend, tmp_path: Path) -> None:
     run_copy(backend, tmp_path, None, ", cursor_secret=b'x' * 32")
