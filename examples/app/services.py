@@ -9,6 +9,7 @@ from sqlmodel import col, func, select, update
 from examples.app.models import Hero, HeroPower, Power, Team
 from examples.app.schemas import HeroCreate, HeroUpdate, PowerCreate, TeamCreate, TeamUpdate
 from examples.app.types import rel
+from examples.servicebase.cursors import CursorPages
 from examples.servicebase.errors import NotFound
 from examples.servicebase.filters import (
     COMPARISON,
@@ -39,7 +40,7 @@ class TeamService(ServiceBase[Team, TeamCreate, TeamUpdate]):
 
 
 # --8<-- [start:hero_service]
-class HeroService(ServiceBase[Hero, HeroCreate, HeroUpdate]):
+class HeroService(CursorPages[Hero, HeroCreate, HeroUpdate]):
     model = Hero
     filters = FilterSpec(
         {

@@ -25,17 +25,8 @@ from .errors import (
     classify,
     translate,
 )
-from .filters import FilterSpec, Node, canonical, value_type_for
-from .pagination import (
-    CursorCodec,
-    CursorPage,
-    Page,
-    SortKey,
-    after,
-    binding_for,
-    order_by,
-    parse_sort,
-)
+from .filters import FilterSpec, Node, value_type_for
+from .pagination import Page, SortKey, order_by, parse_sort
 
 ModelT = TypeVar("ModelT", bound=SQLModel)
 CreateT = TypeVar("CreateT", bound=SQLModel)
@@ -82,9 +73,8 @@ class ServiceBase(Generic[ModelT, CreateT, UpdateT]):
             if spec.sortable and not spec.path
         }
 
-    def __init__(self, session: AsyncSession, *, cursor_secret: bytes) -> None:
+    def __init__(self, session: AsyncSession) -> None:
         self.session = session
-        self.cursors = CursorCodec(cursor_secret)
 
     @property
     def _pk_attr(self) -> QueryableAttribute[Any]:
@@ -246,50 +236,6 @@ class ServiceBase(Generic[ModelT, CreateT, UpdateT]):
         return Page([row[0] for row in rows], total_count, limit, offset)
 
     # --8<-- [end:page]
-
-    # --8<-- [start:page_by_cursor]
-    async def page_by_cursor(
-        self,
-        filter: Any = None,
-        *,
-        sort: str | None = None,
-        limit: int | None = None,
-        cursor: str | None = None,
-        load: Sequence[str] = (),
-        include_deleted: bool = False,
-    ) -> CursorPage[ModelT]:
-        """Keyset paging: stable while rows are inserted, as fast on page 1000 as on page 1."""
-        limit = self._limit(limit)
-        node = self._node(filter)
-        keys = self._sort(sort)
-        binding = binding_for(canonical(node), keys, include_deleted)
-        where = self._where(node, include_deleted)
-        backwards = False
-        if cursor is not None:
-            values, direction = self.cursors.decode(cursor, keys, binding)
-            backwards = direction == "prev"
-            where.append(after(keys, values, reverse=backwards))
-        statement = (
-            select(self.model)
-            .where(*where)
-            .order_by(*order_by(keys, self.dialect, reverse=backwards))
-            .limit(limit + 1)  # one extra row tells whether there is another page
-            .options(*self._options(load))
-        )
-        rows = list((await self._read(statement)).all())
-        more = len(rows) > limit
-        rows = rows[:limit]
-        if backwards:
-            rows.reverse()
-        has_next = more if not backwards else cursor is not None
-        has_prev = (cursor is not None) if not backwards else more
-        return CursorPage(
-            rows,
-            self.cursors.encode(keys, rows[-1], "next", binding) if rows and has_next else None,
-            self.cursors.encode(keys, rows[0], "prev", binding) if rows and has_prev else None,
-        )
-
-    # --8<-- [end:page_by_cursor]
 
     # ------------------------------------------------------------------ update
 
