@@ -20,10 +20,11 @@ from examples.servicebase.filters import (
     FilterSpec,
 )
 from examples.servicebase.service import ServiceBase
+from examples.servicebase.upserts import Upserts
 
 
 # --8<-- [start:team_service]
-class TeamService(ServiceBase[Team, TeamCreate, TeamUpdate]):
+class TeamService(Upserts[Team, TeamCreate, TeamUpdate]):
     model = Team
     filters = FilterSpec(
         {
@@ -40,7 +41,7 @@ class TeamService(ServiceBase[Team, TeamCreate, TeamUpdate]):
 
 
 # --8<-- [start:hero_service]
-class HeroService(CursorPages[Hero, HeroCreate, HeroUpdate]):
+class HeroService(CursorPages[Hero, HeroCreate, HeroUpdate], Upserts[Hero, HeroCreate, HeroUpdate]):
     model = Hero
     filters = FilterSpec(
         {
