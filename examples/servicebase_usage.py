@@ -15,7 +15,8 @@ from examples.app.models import Hero
 from examples.app.schemas import HeroCreate, HeroUpdate, TeamCreate
 from examples.app.services import HeroService, TeamService
 from examples.app.settings import Settings
-from examples.servicebase.pagination import CursorPage, Page
+from examples.servicebase.cursors import CursorPage
+from examples.servicebase.pagination import Page
 from examples.servicebase.transactions import unit_of_work
 
 CURSOR_SECRET = b"change-me: at least 16 random bytes from settings"
@@ -83,7 +84,7 @@ async def main() -> None:
     session_factory = create_session_factory(engine)
     # --8<-- [start:unit_of_work_usage]
     async with unit_of_work(session_factory) as session:  # commit on success, else rollback
-        teams = TeamService(session, cursor_secret=CURSOR_SECRET)
+        teams = TeamService(session)
         heroes = HeroService(session, cursor_secret=CURSOR_SECRET)
         team, _ = await teams.get_or_create(
             TeamCreate(name="Preventers", headquarters="Sharp Tower"), keys=["name"]

@@ -44,7 +44,7 @@ def heroes(session: AsyncSession) -> HeroService:
 
 @pytest.fixture
 def teams(session: AsyncSession) -> TeamService:
-    return TeamService(session, cursor_secret=SECRET)
+    return TeamService(session)
 
 
 def hero(name: str, **fields: Any) -> HeroCreate:

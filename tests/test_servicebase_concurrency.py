@@ -62,16 +62,14 @@ async def test_get_or_create_with_20_concurrent_callers_makes_one_row(
 
     async def get_or_create() -> tuple[int | None, bool]:
         async with unit_of_work(session_factory) as session:
-            team, created = await TeamService(session, cursor_secret=SECRET).get_or_create(
-                data, keys=["name"]
-            )
+            team, created = await TeamService(session).get_or_create(data, keys=["name"])
             return team.id, created
 
     results = await asyncio.gather(*(get_or_create() for _ in range(20)))
     assert len({team_id for team_id, _ in results}) == 1
     assert sorted(created for _, created in results) == [False] * 19 + [True]
     async with session_factory() as session:
-        assert await TeamService(session, cursor_secret=SECRET).count() == 1
+        assert await TeamService(session).count() == 1
 
 
 async def test_service_methods_return_the_model_type(session: AsyncSession) -> None:
@@ -96,7 +94,7 @@ def crossing_get_or_create(
 
     async def work(session: AsyncSession) -> list[int | None]:
         attempts[index] += 1
-        service = TeamService(session, cursor_secret=SECRET)
+        service = TeamService(session)
         ids = []
         for name in order:
             team, _ = await service.get_or_create(
@@ -142,6 +140,6 @@ async def test_get_or_create_deadlocks_are_retried(
     )
     assert len({tuple(ids) for ids in results}) == 1  # everyone got the same two rows
     async with session_factory() as session:
-        assert await TeamService(session, cursor_secret=SECRET).count() == 2
+        assert await TeamService(session).count() == 2
     if barrier is not None:
         assert sum(attempts) == 3  # one deadlock victim, run again once

@@ -9,6 +9,7 @@ from sqlmodel import col, func, select, update
 from examples.app.models import Hero, HeroPower, Power, Team
 from examples.app.schemas import HeroCreate, HeroUpdate, PowerCreate, TeamCreate, TeamUpdate
 from examples.app.types import rel
+from examples.servicebase.cursors import CursorPages
 from examples.servicebase.errors import NotFound
 from examples.servicebase.filters import (
     COMPARISON,
@@ -19,10 +20,11 @@ from examples.servicebase.filters import (
     FilterSpec,
 )
 from examples.servicebase.service import ServiceBase
+from examples.servicebase.upserts import Upserts
 
 
 # --8<-- [start:team_service]
-class TeamService(ServiceBase[Team, TeamCreate, TeamUpdate]):
+class TeamService(Upserts[Team, TeamCreate, TeamUpdate]):
     model = Team
     filters = FilterSpec(
         {
@@ -39,7 +41,7 @@ class TeamService(ServiceBase[Team, TeamCreate, TeamUpdate]):
 
 
 # --8<-- [start:hero_service]
-class HeroService(ServiceBase[Hero, HeroCreate, HeroUpdate]):
+class HeroService(CursorPages[Hero, HeroCreate, HeroUpdate], Upserts[Hero, HeroCreate, HeroUpdate]):
     model = Hero
     filters = FilterSpec(
         {

@@ -23,7 +23,7 @@ from pydantic import Field as PydanticField
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import QueryableAttribute
 
-from examples.servicebase.errors import InvalidFilter
+from .errors import InvalidFilter
 
 COMPARISON = frozenset({"eq", "ne", "gt", "gte", "lt", "lte", "in", "not_in", "between"})
 EQUALITY = frozenset({"eq", "ne", "in", "not_in"})

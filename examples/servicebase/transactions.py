@@ -10,7 +10,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from examples.servicebase.errors import DatabaseError, classify
+from .errors import DatabaseError, classify
 
 T = TypeVar("T")
 

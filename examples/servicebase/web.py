@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
-from examples.servicebase.errors import (
+from .errors import (
     Conflict,
     ConstraintViolation,
     DatabaseError,
@@ -27,7 +27,7 @@ from examples.servicebase.errors import (
     StaleVersion,
     classify,
 )
-from examples.servicebase.filters import LIST_OPERATORS, FilterSpec
+from .filters import LIST_OPERATORS, FilterSpec
 
 ItemT = TypeVar("ItemT")
 
@@ -157,7 +157,7 @@ STATUS = {
 MAX_ERRORS = 20  # validation errors per response: a 10,000-item list can't make a 10 MB body
 
 
-log = logging.getLogger("examples.servicebase.web")
+log = logging.getLogger(__name__)
 
 
 def add_error_handlers(app: FastAPI, *, retry_after_seconds: int = 1) -> None:

@@ -64,12 +64,12 @@ def get_hero_service(session: SessionDep, settings: SettingsDep) -> HeroService:
     return HeroService(session, cursor_secret=cursor_secret(settings))
 
 
-def get_team_service(session: SessionDep, settings: SettingsDep) -> TeamService:
-    return TeamService(session, cursor_secret=cursor_secret(settings))
+def get_team_service(session: SessionDep) -> TeamService:
+    return TeamService(session)  # no keyset pages: no cursor secret
 
 
-def get_power_service(session: SessionDep, settings: SettingsDep) -> PowerService:
-    return PowerService(session, cursor_secret=cursor_secret(settings))
+def get_power_service(session: SessionDep) -> PowerService:
+    return PowerService(session)
 
 
 HeroServiceDep = Annotated[HeroService, Depends(get_hero_service)]

@@ -23,7 +23,7 @@ from examples.app.models import Hero
 from examples.app.queries import HeroListQuery, hero_filter
 from examples.app.schemas import HeroCreate, HeroDetail, HeroPublic, HeroUpdate
 from examples.app.services import HeroService
-from examples.servicebase.pagination import CursorPage as CursorPageResult
+from examples.servicebase.cursors import CursorPage as CursorPageResult
 from examples.servicebase.pagination import Page
 from examples.servicebase.transactions import unit_of_work
 from examples.servicebase.web import (

@@ -1,0 +1,183 @@
+"""examples/servicebase is copied into users' packages: it must work under another name.
+
+The copy runs in a subprocess that can't import `examples` at all, against a model of its own.
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from tests.conftest import Backend
+
+ROOT = Path(__file__).parents[1]
+PACKAGE = ROOT / "examples" / "servicebase"
+
+MODELS = """
+from sqlmodel import Field, SQLModel
+
+
+class Gadget(SQLModel, table=True):
+    __tablename__ = "copy_gadget"
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=50, unique=True)
+    price: int
+
+
+class GadgetCreate(SQLModel):
+    name: str
+    price: int
+
+
+class GadgetUpdate(SQLModel):
+    name: str | None = None
+    price: int | None = None
+"""
+
+SCRIPT = """
+import asyncio
+import os
+import sys
+
+sys.modules["examples"] = None  # the copy must not reach back into this repository
+
+from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
+from sqlmodel import SQLModel
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from shop.crud.errors import Conflict, NotFound
+from shop.crud.filters import COMPARISON, TEXT, FilterField, FilterSpec
+from shop.crud.service import ServiceBase
+from shop.crud.transactions import unit_of_work
+from shop.models import Gadget, GadgetCreate, GadgetUpdate
+
+
+class GadgetService(ServiceBase[Gadget, GadgetCreate, GadgetUpdate]):
+    model = Gadget
+    filters = FilterSpec(
+        {
+            "name": FilterField(Gadget.name, COMPARISON | TEXT, sortable=True),
+            "price": FilterField(Gadget.price, COMPARISON, sortable=True),
+        }
+    )
+    default_sort = "name"
+
+
+async def main() -> None:
+    engine = create_async_engine(os.environ["COPY_DATABASE_URL"])
+    sessions = async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)
+    async with engine.begin() as conn:
+        await conn.run_sync(SQLModel.metadata.drop_all)
+        await conn.run_sync(SQLModel.metadata.create_all)
+    try:
+        async with unit_of_work(sessions) as session:
+            gadgets = GadgetService(session)
+            for name, price in [("a", 1), ("b", 5), ("c", 9), ("d", 12)]:
+                await gadgets.create(GadgetCreate(name=name, price=price))
+        async with unit_of_work(sessions) as session:
+            gadgets = GadgetService(session)
+            page = await gadgets.page(
+                {"field": "price", "op": "gte", "value": 5}, sort="name", limit=2, offset=1
+            )
+            assert [g.name for g in page.items] == ["c", "d"], page
+            assert page.total == 3, page
+            c = page.items[0]
+            assert (await gadgets.get(c.id)).price == 9
+            updated = await gadgets.update(c.id, GadgetUpdate(price=10))
+            assert updated.price == 10
+        try:
+            async with unit_of_work(sessions) as session:
+                await GadgetService(session).create(GadgetCreate(name="a", price=0))
+        except Conflict:
+            pass
+        else:
+            raise AssertionError("duplicate name was not a Conflict")
+        async with unit_of_work(sessions) as session:
+            gadgets = GadgetService(session)
+            c = await gadgets.get_one_or_none({"field": "name", "op": "eq", "value": "c"})
+            assert c is not None and c.price == 10
+            await gadgets.delete(c.id)
+        async with unit_of_work(sessions) as session:
+            gadgets = GadgetService(session)
+            try:
+                await gadgets.get(c.id)
+            except NotFound:
+                pass
+            else:
+                raise AssertionError("deleted gadget still found")
+            assert await gadgets.count() == 3
+{extra}    finally:
+        async with engine.begin() as conn:
+            await conn.run_sync(SQLModel.metadata.drop_all)
+        await engine.dispose()
+    print("COPY OK")
+
+
+asyncio.run(main())
+"""
+
+
+def run_copy(backend: Backend, tmp_path: Path, keep: list[str] | None, extra: str = "") -> None:
+    shop = tmp_path / "shop"
+    shop.mkdir()
+    (shop / "__init__.py").write_text("")
+    ignore = None
+    if keep is not None:
+        wanted = {f"{name}.py" for name in keep} | {"__init__.py"}
+
+        def ignore(directory: str, names: list[str]) -> set[str]:
+            return {name for name in names if name.endswith(".py") and name not in wanted} | {
+                name for name in names if name == "__pycache__"
+            }
+
+    shutil.copytree(PACKAGE, shop / "crud", ignore=ignore)
+    (shop / "models.py").write_text(textwrap.dedent(MODELS))
+    script = tmp_path / "run.py"
+    script.write_text(SCRIPT.replace("{extra}", extra))
+    env = {
+        "PATH": os.environ["PATH"],
+        "PYTHONPATH": str(tmp_path),  # not the repository
+        "COPY_DATABASE_URL": backend.url_string,
+    }
+    result = subprocess.run(
+        [sys.executable, str(script)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "COPY OK" in result.stdout
+
+
+CURSOR_WALK = """
+            from shop.crud.cursors import CursorPages
+
+            class FeedService(CursorPages[Gadget, GadgetCreate, GadgetUpdate], GadgetService):
+                pass
+
+            feed = FeedService(session, cursor_secret=b"copy-test-secret-0123456789")
+            first = await feed.page_by_cursor(sort="price", limit=2)
+            assert [g.name for g in first.items] == ["a", "b"], first
+            rest = await feed.page_by_cursor(sort="price", limit=2, cursor=first.next_cursor)
+            assert [g.name for g in rest.items] == ["d"], rest
+"""
+
+
+def test_the_whole_package_works_under_another_name(backend: Backend, tmp_path: Path) -> None:
+    run_copy(backend, tmp_path, None, CURSOR_WALK)
+
+
+CORE = ["errors", "filters", "pagination", "service", "transactions"]
+
+
+def test_the_core_alone_works_without_a_cursor_secret(backend: Backend, tmp_path: Path) -> None:
+    """Only the core modules copied: CRUD, filters, sorting, offset pages, errors."""
+    run_copy(backend, tmp_path, CORE)
+    assert sorted(p.stem for p in (tmp_path / "shop" / "crud").glob("*.py")) == sorted(
+        [*CORE, "__init__"]
+    )
