@@ -127,13 +127,30 @@ async def drive(
 
 async def graceful_shutdown(base_url: str, server: asyncio.subprocess.Process) -> dict[str, Any]:
     """SIGTERM while 20 exports stream: they must all finish, and the server exit cleanly."""
+    started = asyncio.Semaphore(0)
+    finished = 0
+
+    async def export(client: httpx.AsyncClient) -> int:
+        async with client.stream("GET", "/heroes/export") as response:
+            started.release()  # the server answered: this request is in flight
+            async for _ in response.aiter_bytes():
+                pass
+            nonlocal finished
+            finished += 1
+            return response.status_code
+
     async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
-        in_flight = [asyncio.create_task(client.get("/heroes/export")) for _ in range(20)]
-        await asyncio.sleep(0.05)
+        in_flight = [asyncio.create_task(export(client)) for _ in range(20)]
+        # SIGTERM only once every request has its response started: a request the server has
+        # not accepted yet is refused during shutdown, which is right but not what is measured.
+        async with asyncio.timeout(30):
+            for _ in in_flight:
+                await started.acquire()
+        streaming = len(in_flight) - finished  # still sending their bodies at SIGTERM
         server.send_signal(signal.SIGTERM)
-        responses = await asyncio.gather(*in_flight, return_exceptions=True)
-    completed = [r for r in responses if isinstance(r, httpx.Response) and r.status_code == 200]
-    return {"in_flight": len(in_flight), "completed": len(completed)}
+        statuses = await asyncio.gather(*in_flight, return_exceptions=True)
+    completed = [status for status in statuses if status == 200]
+    return {"in_flight": len(in_flight), "completed": len(completed), "streaming": streaming}
 
 
 async def main(

@@ -29,9 +29,12 @@ async def test_load_runs_without_errors_and_shuts_down_gracefully() -> None:
     results = await load.main(clients=10, seconds=2, heroes=300, save_results=False)
     assert results["requests"] > 0
     assert results["errors"] == 0, results["first_errors"]
-    assert results["shutdown"] == {
+    shutdown = results["shutdown"]
+    assert shutdown["streaming"] > 0  # SIGTERM came while responses were still being sent
+    assert shutdown == {
         "in_flight": 20,
         "completed": 20,  # SIGTERM let every in-flight request finish
+        "streaming": shutdown["streaming"],
         "exit_code": -signal.SIGTERM,  # uvicorn re-raises the signal after a clean shutdown
         "clean_log": True,  # no traceback, no "Event loop is closed"
     }
