@@ -203,22 +203,18 @@ async def test_a_wrong_database_name_is_reported_as_such(
     assert missing not in ready.text
 
 
-async def silent_server(connections: list[asyncio.StreamWriter]) -> asyncio.Server:
-    """A loopback TCP server that accepts connections and never sends a byte."""
+@asynccontextmanager
+async def app_on_a_silent_server(
+    backend: Backend,
+) -> AsyncIterator[tuple[AsyncClient, list[asyncio.StreamWriter]]]:
+    """The app (connect_timeout 1 s) on a loopback server that accepts connections and never
+    sends a byte; yields its client and the connections the server has accepted."""
+    connections: list[asyncio.StreamWriter] = []
 
     async def hold(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         connections.append(writer)
 
-    return await asyncio.start_server(hold, "127.0.0.1", 0)
-
-
-@pytest.mark.backends("postgresql", "mysql")
-async def test_startup_is_bounded_when_the_server_never_answers(
-    backend: Backend, caplog: pytest.LogCaptureFixture
-) -> None:
-    """asyncpg would wait 60 s for the handshake, aiomysql forever; connect_timeout bounds it."""
-    connections: list[asyncio.StreamWriter] = []
-    server = await silent_server(connections)
+    server = await asyncio.start_server(hold, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     silent = backend.url.set(host="127.0.0.1", port=port).render_as_string(hide_password=False)
     settings = Settings(
@@ -233,13 +229,22 @@ async def test_startup_is_bounded_when_the_server_never_answers(
                 base_url="http://test",
             ) as client,
         ):
-            live = await client.get("/health/live")
-            ready = await client.get("/health/ready")
+            yield client, connections
     finally:
         server.close()
         for writer in connections:
             writer.close()
         await server.wait_closed()
+
+
+@pytest.mark.backends("postgresql", "mysql")
+async def test_startup_is_bounded_when_the_server_never_answers(
+    backend: Backend, caplog: pytest.LogCaptureFixture
+) -> None:
+    """asyncpg would wait 60 s for the handshake, aiomysql forever; connect_timeout bounds it."""
+    async with app_on_a_silent_server(backend) as (client, connections):
+        live = await client.get("/health/live")
+        ready = await client.get("/health/ready")
     assert connections  # the app did reach the listener: the driver was waiting for an answer
     assert "database unavailable at startup: TimeoutError" in caplog.text
     assert (live.status_code, ready.status_code) == (200, 503)
@@ -251,30 +256,11 @@ async def test_a_request_is_a_quick_503_when_the_server_never_answers(
 ) -> None:
     """A new connection waits connect_timeout for the handshake, then 503: not asyncpg's 60 s
     (then a plain-text 500 from the unhandled TimeoutError), not aiomysql's forever."""
-    connections: list[asyncio.StreamWriter] = []
-    server = await silent_server(connections)
-    port = server.sockets[0].getsockname()[1]
-    silent = backend.url.set(host="127.0.0.1", port=port).render_as_string(hide_password=False)
-    settings = Settings(
-        database_url=silent, connect_timeout=1, health_timeout=1, cursor_secret=CURSOR_SECRET
-    )
-    try:
-        async with (
-            LifespanManager(create_app(settings), startup_timeout=30) as manager,
-            AsyncClient(
-                transport=ASGITransport(app=manager.app, raise_app_exceptions=False),
-                base_url="http://test",
-            ) as client,
-        ):
-            before = len(connections)
-            # A generous bound for a loaded machine, far below the drivers' own waits.
-            async with asyncio.timeout(30):
-                heroes = await client.get("/heroes")
-    finally:
-        server.close()
-        for writer in connections:
-            writer.close()
-        await server.wait_closed()
+    async with app_on_a_silent_server(backend) as (client, connections):
+        before = len(connections)
+        # A generous bound for a loaded machine, far below the drivers' own waits.
+        async with asyncio.timeout(30):
+            heroes = await client.get("/heroes")
     assert len(connections) > before  # the request's own connection reached the listener
     assert heroes.status_code == 503, heroes.text
     assert heroes.json()["error"] == "Unavailable"
