@@ -139,9 +139,17 @@ async def test_hero_walk(client: AsyncClient) -> None:
         f"/heroes/{mentor['id']}", json={"age": 49}, headers={"If-Match": '"2"'}
     )
     assert (updated.status_code, updated.json()["age"], updated.headers["ETag"]) == (200, 49, '"3"')
+    assert updated.json()["team"]["name"] == "Preventers"  # update(load=): the detail it returns
+    assert [link["level"] for link in updated.json()["power_links"]] == [7]
+    other = (await client.post("/teams", json={"name": "Z-Force", "headquarters": "Sister"})).json()
+    moved = await client.patch(
+        f"/heroes/{mentor['id']}", json={"team_id": other["id"]}, headers={"If-Match": '"3"'}
+    )
+    assert moved.json()["team"]["name"] == "Z-Force"  # read after the write: the new team
+    assert moved.headers["ETag"] == '"4"'
     error(
         await client.patch(
-            f"/heroes/{mentor['id']}", json={"age": 50}, headers={"If-Match": '"2"'}
+            f"/heroes/{mentor['id']}", json={"age": 50}, headers={"If-Match": '"3"'}
         ),
         412,
         "StaleVersion",

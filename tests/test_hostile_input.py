@@ -31,7 +31,8 @@ from examples.app import models, schemas
 from examples.app.main import create_app
 from examples.app.settings import Settings
 from examples.app.types import JSON_MAX_BYTES, JSON_MAX_DEPTH
-from examples.servicebase.web import InvalidPrecondition, PreconditionRequired, if_match_versions
+from examples.servicebase.errors import InvalidPrecondition, PreconditionRequired
+from examples.servicebase.versioning import if_match_versions
 from tests.conftest import Backend, LiveAppFactory
 from tests.support import raw_rows
 

@@ -8,9 +8,10 @@ import pytest
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
+from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from examples.app.models import Hero, HeroStatus, Power, Team
+from examples.app.models import Hero, HeroPower, HeroStatus, Power, Team
 from examples.app.schemas import HeroCreate, HeroUpdate, TeamCreate
 from examples.app.services import HeroService, TeamService
 from examples.data_models import main as data_models_main
@@ -454,8 +455,10 @@ async def test_update_where_counts_and_bumps_versions(heroes: HeroService) -> No
 
 async def test_soft_deleted_rows_are_invisible_until_restored(heroes: HeroService) -> None:
     _alive, doomed = await heroes.create_many([hero("alive", age=1), hero("doomed", age=1)])
-    await heroes.delete(doomed.id)
+    await heroes.delete(doomed.id)  # one UPDATE; the object in the session follows it
     assert doomed.deleted_at is not None
+    assert doomed.version == 2
+    assert doomed.updated_at is not None  # readable: expired would be MissingGreenlet
     age_one = where("age", "eq", 1)
     with pytest.raises(NotFound):
         await heroes.get(doomed.id)
@@ -472,8 +475,14 @@ async def test_soft_deleted_rows_are_invisible_until_restored(heroes: HeroServic
     assert await names(heroes, age_one, include_deleted=True) == ["alive", "doomed"]
 
     restored = await heroes.restore(doomed.id)
-    assert restored.deleted_at is None
+    assert restored is doomed
+    assert (restored.deleted_at, restored.version) == (None, 3)
+    assert restored.updated_at is not None  # server-set, loaded: no lazy load
     assert await heroes.count(age_one) == 2
+    again = await heroes.restore(doomed.id)  # not deleted: returned unchanged
+    assert (again.deleted_at, again.version) == (None, 3)
+    with pytest.raises(NotFound):
+        await heroes.restore(uuid.uuid4())
 
 
 async def test_delete_where_refuses_an_empty_filter_and_hard_deletes(
@@ -488,11 +497,28 @@ async def test_delete_where_refuses_an_empty_filter_and_hard_deletes(
     assert await heroes.count(include_deleted=True) == 1
 
 
-async def test_hard_delete(heroes: HeroService) -> None:
-    created = await heroes.create(hero("Deadpond"))
-    await heroes.delete(created.id, hard=True)
+async def test_hard_delete_is_one_statement_and_the_schema_cascades(
+    engine: AsyncEngine, session: AsyncSession, heroes: HeroService
+) -> None:
+    """DELETE by id, not the ORM's load-then-delete: ON DELETE CASCADE removes the power
+    links, ON DELETE SET NULL frees the apprentices, on every backend."""
+    mentor = await heroes.create(hero("Mentor"))
+    apprentice = await heroes.create(hero("Apprentice", mentor_id=mentor.id))
+    flight = Power(name="Flight")
+    session.add(flight)
+    await session.flush()
+    assert flight.id is not None
+    await grant_power(session, mentor.id, flight.id, level=3)
+    with counting_statements(engine) as log:
+        await heroes.delete(mentor.id, hard=True)
+    assert log.count == 1, log.statements
     with pytest.raises(NotFound):
-        await heroes.get(created.id, include_deleted=True)
+        await heroes.get(mentor.id, include_deleted=True)
+    with pytest.raises(NotFound):
+        await heroes.delete(mentor.id, hard=True)
+    links = await session.exec(select(HeroPower).where(HeroPower.hero_id == mentor.id))
+    assert links.all() == []
+    assert (await heroes.get(apprentice.id)).mentor_id is None
 
 
 # ---------------------------------------------------------------- upserts and errors
@@ -721,8 +747,9 @@ async def test_statements_per_method(
     created = await heroes.create(hero("Deadpond"))
     calls: list[tuple[str, Any, int]] = [
         ("update", lambda: heroes.update(created.id, HeroUpdate(age=3)), 2 + extra),
-        ("delete", lambda: heroes.delete(created.id), 3 + extra),
-        ("restore", lambda: heroes.restore(created.id), 2 + extra),
+        # UPDATE ... WHERE id AND not deleted; then a SELECT, as `created` is held here
+        ("delete", lambda: heroes.delete(created.id), 2),
+        ("restore", lambda: heroes.restore(created.id), 1 + extra),  # UPDATE ... RETURNING
         (
             "upsert",
             lambda: heroes.upsert(hero("Deadpond", age=5), conflict=["secret_name"]),
@@ -735,6 +762,10 @@ async def test_statements_per_method(
         with counting_statements(engine) as log:
             await call()
         assert log.count == expected, (name, log.statements)
+    heroes.session.expunge_all()  # a request's fresh session holds nothing
+    with counting_statements(engine) as log:
+        await heroes.delete(created.id)
+    assert log.count == 1, log.statements
 
 
 TEAM = TeamCreate(name="Preventers", headquarters="Sharp Tower")

@@ -10,12 +10,19 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import Backend
 
 ROOT = Path(__file__).parents[1]
 PACKAGE = ROOT / "examples" / "servicebase"
 
 MODELS = """
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import declared_attr
 from sqlmodel import Field, SQLModel
 
 
@@ -34,6 +41,26 @@ class GadgetCreate(SQLModel):
 class GadgetUpdate(SQLModel):
     name: str | None = None
     price: int | None = None
+
+
+class Memo(SQLModel, table=True):  # for the soft-delete and versioning pieces
+    __tablename__ = "copy_memo"
+    id: int | None = Field(default=None, primary_key=True)
+    text: str = Field(max_length=50)
+    deleted_at: datetime | None = Field(default=None, sa_type=sa.DateTime(timezone=True))
+    version: int = Field(default=1)
+
+    @declared_attr.directive
+    def __mapper_args__(cls) -> dict[str, Any]:
+        return {"version_id_col": cls.__table__.c.version}
+
+
+class MemoCreate(SQLModel):
+    text: str
+
+
+class MemoUpdate(SQLModel):
+    text: str | None = None
 """
 
 SCRIPT = """
@@ -51,7 +78,7 @@ from shop.crud.errors import Conflict, NotFound
 from shop.crud.filters import COMPARISON, TEXT, FilterField, FilterSpec
 from shop.crud.service import ServiceBase
 from shop.crud.transactions import unit_of_work
-from shop.models import Gadget, GadgetCreate, GadgetUpdate
+from shop.models import Gadget, GadgetCreate, GadgetUpdate, Memo, MemoCreate, MemoUpdate
 
 
 class GadgetService(ServiceBase[Gadget, GadgetCreate, GadgetUpdate]):
@@ -175,9 +202,90 @@ def test_the_whole_package_works_under_another_name(backend: Backend, tmp_path: 
 CORE = ["errors", "filters", "pagination", "service", "transactions"]
 
 
+def copied_modules(tmp_path: Path) -> list[str]:
+    return sorted(p.stem for p in (tmp_path / "shop" / "crud").glob("*.py"))
+
+
 def test_the_core_alone_works_without_a_cursor_secret(backend: Backend, tmp_path: Path) -> None:
     """Only the core modules copied: CRUD, filters, sorting, offset pages, errors."""
     run_copy(backend, tmp_path, CORE)
-    assert sorted(p.stem for p in (tmp_path / "shop" / "crud").glob("*.py")) == sorted(
-        [*CORE, "__init__"]
-    )
+    assert copied_modules(tmp_path) == sorted([*CORE, "__init__"])
+
+
+SOFT_DELETE = """
+            from shop.crud.soft_delete import SoftDelete
+
+            class MemoService(SoftDelete[Memo, MemoCreate, MemoUpdate]):
+                model = Memo
+                filters = FilterSpec({"text": FilterField(Memo.text, COMPARISON)})
+
+            memos = MemoService(session)
+            kept, gone = await memos.create_many([MemoCreate(text="kept"), MemoCreate(text="gone")])
+            await memos.delete(gone.id)
+            assert gone.deleted_at is not None
+            assert [m.text for m in (await memos.page()).items] == ["kept"]
+            assert await memos.count(include_deleted=True) == 2
+            assert (await memos.restore(gone.id)).deleted_at is None
+            await memos.delete(gone.id, hard=True)
+            assert await memos.count(include_deleted=True) == 1
+"""
+
+VERSIONING = """
+            from shop.crud.errors import StaleVersion
+            from shop.crud.versioning import Versioned, etag, if_match_versions
+
+            class MemoService(Versioned[Memo, MemoCreate, MemoUpdate]):
+                model = Memo
+                filters = FilterSpec({"text": FilterField(Memo.text, COMPARISON)})
+
+            memos = MemoService(session)
+            memo = await memos.create(MemoCreate(text="v1"))
+            seen = if_match_versions(etag(memo.version))
+            memo = await memos.update(memo.id, MemoUpdate(text="v2"), expected_version=seen)
+            assert memo.version == 2
+            try:
+                await memos.update(memo.id, MemoUpdate(text="v3"), expected_version=seen)
+            except StaleVersion:
+                pass
+            else:
+                raise AssertionError("a stale version was overwritten")
+"""
+
+QUERY_PARAMS = """
+            from shop.crud.query_params import filter_from_query, list_query_model
+
+            Query = list_query_model("GadgetQuery", GadgetService.filters)
+            query = Query.model_validate({"price__gte": "5", "sort": "-price"})
+            page = await GadgetService(session).page(filter_from_query(query), sort=query.sort)
+            assert [g.name for g in page.items] == ["d", "b"], page
+"""
+
+UPSERTS = """
+            from shop.crud.upserts import Upserts
+
+            class UpsertingGadgets(Upserts[Gadget, GadgetCreate, GadgetUpdate], GadgetService):
+                pass
+
+            gadgets = UpsertingGadgets(session)
+            await gadgets.upsert(GadgetCreate(name="b", price=6), conflict=["name"])
+            b = await gadgets.get_one_or_none({"field": "name", "op": "eq", "value": "b"})
+            assert b is not None and b.price == 6
+"""
+
+
+@pytest.mark.parametrize(
+    ("piece", "script"),
+    [
+        ("soft_delete", SOFT_DELETE),
+        ("versioning", VERSIONING),
+        ("query_params", QUERY_PARAMS),
+        ("upserts", UPSERTS),
+        ("web", "            from shop.crud.web import add_error_handlers  # noqa: F401\n"),
+    ],
+)
+def test_each_opt_in_piece_works_on_the_core_alone(
+    backend: Backend, tmp_path: Path, piece: str, script: str
+) -> None:
+    """The core plus one piece, nothing else: each adds to the core without edits."""
+    run_copy(backend, tmp_path, [*CORE, piece], script)
+    assert copied_modules(tmp_path) == sorted([*CORE, piece, "__init__"])

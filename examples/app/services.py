@@ -20,7 +20,9 @@ from examples.servicebase.filters import (
     FilterSpec,
 )
 from examples.servicebase.service import ServiceBase
+from examples.servicebase.soft_delete import SoftDelete
 from examples.servicebase.upserts import Upserts
+from examples.servicebase.versioning import Versioned
 
 
 # --8<-- [start:team_service]
@@ -41,7 +43,12 @@ class TeamService(Upserts[Team, TeamCreate, TeamUpdate]):
 
 
 # --8<-- [start:hero_service]
-class HeroService(CursorPages[Hero, HeroCreate, HeroUpdate], Upserts[Hero, HeroCreate, HeroUpdate]):
+class HeroService(
+    CursorPages[Hero, HeroCreate, HeroUpdate],
+    Upserts[Hero, HeroCreate, HeroUpdate],
+    SoftDelete[Hero, HeroCreate, HeroUpdate],
+    Versioned[Hero, HeroCreate, HeroUpdate],
+):
     model = Hero
     filters = FilterSpec(
         {

@@ -37,6 +37,14 @@ class InvalidFilter(ServiceError):
     """A filter, sort, page size, cursor or load option outside what the service allows."""
 
 
+class InvalidPrecondition(ServiceError):
+    """If-Match is neither * nor a list of entity tags (versioning.if_match_versions)."""
+
+
+class PreconditionRequired(ServiceError):
+    """An update without If-Match where the API requires one (RFC 6585: 428)."""
+
+
 # --8<-- [end:exceptions]
 
 

@@ -1,9 +1,10 @@
 """ServiceBase[Model, Create, Update]: typed async CRUD with safe filters, sorting and paging.
 
 The caller owns the transaction: methods flush, never commit (see transactions.unit_of_work).
+Opt-in pieces mix in before it, each in its own module: SoftDelete, Versioned, CursorPages, Upserts.
 """
 
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar, Generic, TypeVar
 
 import sqlalchemy as sa
@@ -15,12 +16,7 @@ from sqlalchemy.orm.interfaces import ORMOption
 from sqlmodel import SQLModel, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from .errors import (
-    InvalidFilter,
-    NotFound,
-    StaleVersion,
-    translate,
-)
+from .errors import InvalidFilter, NotFound, StaleVersion, translate
 from .filters import FilterSpec, Node, value_type_for
 from .pagination import Page, SortKey, order_by, parse_sort
 
@@ -40,13 +36,12 @@ class ServiceBase(Generic[ModelT, CreateT, UpdateT]):
     default_sort: ClassVar[str] = ""
     default_limit: ClassVar[int] = 50
     max_limit: ClassVar[int] = 100
-    soft_delete_column: ClassVar[str | None] = "deleted_at"  # used when the model has it
+    _deleted: ClassVar[Any] = None  # the soft-delete column, set by SoftDelete
 
     # Derived once per subclass (in __init_subclass__), not per request.
     _pk: ClassVar[Any]
     _pk_adapter: ClassVar[TypeAdapter[Any]]
-    _version: ClassVar[Any]
-    _deleted: ClassVar[Any]
+    _version: ClassVar[Any]  # the mapper's version_id_col, or None
     _name: ClassVar[str]
     _sortable: ClassVar[dict[str, tuple[QueryableAttribute[Any], TypeAdapter[Any]]]]
 
@@ -58,9 +53,6 @@ class ServiceBase(Generic[ModelT, CreateT, UpdateT]):
         (cls._pk,) = mapper.primary_key  # single-column primary keys
         cls._pk_adapter = TypeAdapter(value_type_for(getattr(cls.model, cls._pk.key)))
         cls._version = mapper.version_id_col
-        cls._deleted = (
-            mapper.columns.get(cls.soft_delete_column) if cls.soft_delete_column else None
-        )
         cls._name = mapper.class_.__name__.lower()
         cls._sortable = {
             name: (spec.column, cls.filters.adapter(name))
@@ -86,9 +78,16 @@ class ServiceBase(Generic[ModelT, CreateT, UpdateT]):
         return "mysql" if name == "mariadb" else name
 
     def _scope(self, include_deleted: bool) -> list[sa.ColumnElement[bool]]:
-        if self._deleted is None or include_deleted:
-            return []
-        return [self._deleted.is_(None)]
+        """Conditions every read and bulk write adds. SoftDelete adds `deleted_at IS NULL`
+        unless include_deleted; without it the flag changes nothing."""
+        return []
+
+    def _bump(self) -> dict[Any, Any]:
+        """SET values for a bulk UPDATE: a versioned row's version goes up with any change."""
+        if self._version is None:
+            return {}
+        version = getattr(self.model, self._version.key)
+        return {version: version + 1}
 
     def _where(self, filter: Any, include_deleted: bool) -> list[sa.ColumnElement[bool]]:
         node = self._node(filter)
@@ -235,78 +234,55 @@ class ServiceBase(Generic[ModelT, CreateT, UpdateT]):
     # ------------------------------------------------------------------ update
 
     # --8<-- [start:update]
-    async def update(
-        self, id: Any, data: UpdateT, *, expected_version: int | Collection[int] | None = None
-    ) -> ModelT:
-        """Partial update of the fields the client sent; optimistic locking on the version.
+    async def update(self, id: Any, data: UpdateT, *, load: Sequence[str] = ()) -> ModelT:
+        """Partial update of the fields the client sent; `load`: relationships to return with it."""
+        return await self._apply(await self.get(id), data, load)
 
-        expected_version: the version the client read, or several (an If-Match list); None: any.
-        """
-        obj = await self.get(id)
-        if expected_version is not None and self._version is not None:
-            accepted = {expected_version} if isinstance(expected_version, int) else expected_version
-            if getattr(obj, self._version.key) not in accepted:
-                raise StaleVersion(f"{self._name} {id} is at a newer version; reload it")
+    async def _apply(self, obj: ModelT, data: UpdateT, load: Sequence[str]) -> ModelT:
         obj.sqlmodel_update(data.model_dump(exclude_unset=True))
-        await self._flush()  # UPDATE ... WHERE id = :id AND version = :read_version
+        await self._flush()  # versioned: UPDATE ... WHERE id = :id AND version = :read_version
+        if load:  # read again: a changed foreign key changes what a relationship holds
+            return await self.get(getattr(obj, self._pk.key), load=load)
         return obj
 
     # --8<-- [end:update]
 
     async def update_where(self, filter: Any, data: UpdateT) -> int:
-        """Bulk UPDATE of every (not deleted) row matching a non-empty filter; returns the count."""
+        """Bulk UPDATE of every row matching a non-empty filter (in scope); returns the count."""
         node = self._node(filter)
         if node is None:
             raise InvalidFilter("update_where needs a filter")
-        values: dict[str, Any] = data.model_dump(exclude_unset=True)
+        values: dict[Any, Any] = data.model_dump(exclude_unset=True)
         if not values:
             return 0
-        if self._version is not None:
-            values[self._version.key] = self._version + 1
         statement = (
             sa.update(self.model)
             .where(*self._where(node, include_deleted=False))
-            .values(**values)
+            .values({**values, **self._bump()})
             .execution_options(synchronize_session=False)
         )
         return await self._execute_rowcount(statement)
 
-    async def _execute_rowcount(self, statement: Any) -> int:
+    async def _execute(self, statement: Any) -> Any:
         try:
-            result = await self.session.exec(statement)
+            return await self.session.exec(statement)
         except IntegrityError as error:
             raise (translate(error, self._name) or error) from None
-        return int(result.rowcount)
+
+    async def _execute_rowcount(self, statement: Any) -> int:
+        return int((await self._execute(statement)).rowcount)
 
     # ------------------------------------------------------------------ delete
 
-    async def delete(self, id: Any, *, hard: bool = False) -> None:
-        """Soft delete (sets deleted_at) when the model has the column, unless hard=True."""
-        obj = await self.get(id)
-        if self._deleted is not None and not hard:
-            setattr(obj, self._deleted.key, sa.func.now())
-            await self._flush()
-            await self.session.refresh(obj, [self._deleted.key])
-        else:
-            await self.session.delete(obj)
-            await self._flush()
+    async def delete(self, id: Any) -> None:
+        """One DELETE statement. The schema's ON DELETE rules apply, not ORM cascades."""
+        statement = sa.delete(self.model).where(self._pk_attr == id, *self._scope(False))
+        if await self._execute_rowcount(statement) == 0:
+            raise NotFound(f"{self._name} {id} not found")
 
-    async def delete_where(self, filter: Any, *, hard: bool = False) -> int:
+    async def delete_where(self, filter: Any) -> int:
         node = self._node(filter)
         if node is None:
             raise InvalidFilter("delete_where needs a filter; refusing to delete every row")
-        where = self._where(node, include_deleted=False)
-        statement: Any
-        if self._deleted is not None and not hard:
-            statement = sa.update(self.model).where(*where).values({self._deleted: sa.func.now()})
-        else:
-            statement = sa.delete(self.model).where(*where)
+        statement = sa.delete(self.model).where(*self._where(node, include_deleted=False))
         return await self._execute_rowcount(statement.execution_options(synchronize_session=False))
-
-    async def restore(self, id: Any) -> ModelT:
-        if self._deleted is None:
-            raise InvalidFilter(f"{self._name} has no soft delete")
-        obj = await self.get(id, include_deleted=True)
-        setattr(obj, self._deleted.key, None)
-        await self._flush()
-        return obj

@@ -14,12 +14,8 @@ from examples.app.models import Hero
 from examples.app.schemas import HeroPublic
 from examples.app.services import HeroService
 from examples.servicebase.pagination import Page
-from examples.servicebase.web import (
-    OffsetPage,
-    error_responses,
-    filter_from_query,
-    list_query_model,
-)
+from examples.servicebase.query_params import filter_from_query, list_query_model
+from examples.servicebase.web import OffsetPage, error_responses
 
 router = APIRouter(prefix="/admin", tags=["admin"], responses=error_responses())
 

@@ -25,16 +25,10 @@ from examples.app.schemas import HeroCreate, HeroDetail, HeroPublic, HeroUpdate
 from examples.app.services import HeroService
 from examples.servicebase.cursors import CursorPage as CursorPageResult
 from examples.servicebase.pagination import Page
+from examples.servicebase.query_params import filter_from_query, list_query_model
 from examples.servicebase.transactions import unit_of_work
-from examples.servicebase.web import (
-    CursorPage,
-    OffsetPage,
-    error_responses,
-    etag,
-    filter_from_query,
-    if_match_versions,
-    list_query_model,
-)
+from examples.servicebase.versioning import etag, if_match_versions
+from examples.servicebase.web import CursorPage, OffsetPage, error_responses
 
 router = APIRouter(prefix="/heroes", tags=["heroes"], responses=error_responses(404, 409))
 
@@ -147,7 +141,7 @@ async def get_hero(hero_id: uuid.UUID, heroes: HeroServiceDep, response: Respons
 
 
 # --8<-- [start:conditional_update]
-@router.patch("/{hero_id}", response_model=HeroPublic, responses=error_responses(400, 412, 428))
+@router.patch("/{hero_id}", response_model=HeroDetail, responses=error_responses(400, 412, 428))
 async def update_hero(
     hero_id: uuid.UUID,
     data: HeroUpdate,
@@ -157,7 +151,9 @@ async def update_hero(
 ) -> Hero:
     # If-Match: "<version from the ETag>" -> 412 when someone else changed the hero meanwhile;
     # required (428 without it): a client can't overwrite an edit it never saw. * skips the check.
-    hero = await heroes.update(hero_id, data, expected_version=if_match_versions(if_match))
+    hero = await heroes.update(
+        hero_id, data, expected_version=if_match_versions(if_match), load=["team", "powers"]
+    )
     response.headers["ETag"] = etag(hero.version)
     return hero
 

@@ -11,12 +11,8 @@ from examples.app.schemas import HeroPowerGrant, PowerCreate, PowerPublic
 from examples.app.services import PowerService
 from examples.app.types import INT32_MAX
 from examples.servicebase.pagination import Page
-from examples.servicebase.web import (
-    OffsetPage,
-    error_responses,
-    filter_from_query,
-    list_query_model,
-)
+from examples.servicebase.query_params import filter_from_query, list_query_model
+from examples.servicebase.web import OffsetPage, error_responses
 
 router = APIRouter(tags=["powers"], responses=error_responses(404, 409))
 

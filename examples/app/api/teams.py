@@ -10,12 +10,8 @@ from examples.app.schemas import TeamCreate, TeamPublic, TeamPublicWithHeroes, T
 from examples.app.services import TeamService
 from examples.app.types import INT32_MAX
 from examples.servicebase.pagination import Page
-from examples.servicebase.web import (
-    OffsetPage,
-    error_responses,
-    filter_from_query,
-    list_query_model,
-)
+from examples.servicebase.query_params import filter_from_query, list_query_model
+from examples.servicebase.web import OffsetPage, error_responses
 
 router = APIRouter(prefix="/teams", tags=["teams"], responses=error_responses(404, 409))
 
