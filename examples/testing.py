@@ -22,7 +22,12 @@ from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
 from sqlalchemy import URL, event, make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
+    AsyncEngine,
+    async_sessionmaker,
+    create_async_engine,
+)
 from sqlalchemy.pool import NullPool
 from sqlmodel.ext.asyncio.session import AsyncSession
 from starlette.types import Receive, Scope, Send
@@ -83,6 +88,12 @@ async def rolled_back_session(engine: AsyncEngine) -> AsyncIterator[AsyncSession
     """
     async with engine.connect() as conn:
         outer = await conn.begin()
+        if conn.dialect.name == "sqlite" and not await sqlite_began(conn):
+            raise RuntimeError(
+                "this SQLite engine lets the driver begin transactions itself: savepoints"
+                " would not roll back and test data would be committed. Add the BEGIN"
+                " handling (configure_sqlite in the reference db.py) to the engine"
+            )
         session = AsyncSession(
             bind=conn, join_transaction_mode="create_savepoint", expire_on_commit=False
         )
@@ -91,6 +102,12 @@ async def rolled_back_session(engine: AsyncEngine) -> AsyncIterator[AsyncSession
         finally:
             await session.close()
             await outer.rollback()
+
+
+async def sqlite_began(conn: AsyncConnection) -> bool:
+    """SQLAlchemy's BEGIN reached SQLite (the driver's own handling defers it to a write)."""
+    raw = await conn.get_raw_connection()
+    return bool(raw.driver_connection.in_transaction)  # type: ignore[union-attr]
 
 
 # --8<-- [end:rolled_back_session]

@@ -65,6 +65,36 @@ def test_without_database_url_nothing_starts(command: list[str], tmp_path: Path)
     assert list(tmp_path.iterdir()) == []  # no app.db
 
 
+def test_migrate_finds_alembic_ini_as_the_alembic_command_does(tmp_path: Path) -> None:
+    """In the working directory, else $ALEMBIC_CONFIG; never relative to where migrate.py lies."""
+    database = tmp_path / "elsewhere.db"
+    env = {
+        "PATH": os.environ["PATH"],
+        "PYTHONPATH": str(ROOT),
+        "DATABASE_URL": f"sqlite+aiosqlite:///{database}",
+    }
+
+    def migrate(**extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "examples.app.migrate", "upgrade"],
+            cwd=tmp_path,
+            env={**env, **extra},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    missing = migrate()
+    assert missing.returncode == 2
+    assert "alembic.ini not found; run from the project root" in missing.stderr
+    assert not database.exists()
+    found = migrate(ALEMBIC_CONFIG=str(ROOT / "alembic.ini"))
+    assert found.returncode == 0, found.stderr
+    assert "Running upgrade" in found.stderr  # the ini's logging sections
+    assert database.exists()
+
+
 async def test_the_demo_has_explicit_defaults(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

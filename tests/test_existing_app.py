@@ -375,3 +375,29 @@ async def test_a_database_made_by_create_all_is_stamped_then_checked(
         await run_in(scripts, notes_url, "check", metadata=NOTES)
     await run_in(scripts, notes_url, "stamp", "head", metadata=NOTES)  # records head, runs nothing
     assert await drift(scripts, notes_url) is None
+
+
+async def test_create_all_tables_without_the_convention_are_stamped_then_renamed(
+    backend: Backend, empty_database_url: str, tmp_path: Path
+) -> None:
+    """The usual legacy case: create_all made the tables before the models had a naming
+    convention. Stamp the revision that describes them (0001), then upgrade: 0002 renames."""
+    # Such a schema: 0001's tables with the server's names, and no alembic_version table.
+    old = notes_scripts(tmp_path / "old", "0001_authors_and_notes.py")
+    await run_in(old, empty_database_url, "upgrade", "head", metadata=without_convention())
+    engine = create_async_engine(empty_database_url, poolclass=NullPool)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(sa.text("DROP TABLE alembic_version"))
+    finally:
+        await engine.dispose()
+    assert await constraint_names(empty_database_url) == OLD_NAMES[backend.name]
+    scripts = notes_scripts(tmp_path, "0001_authors_and_notes.py", "0002_constraint_names.py")
+    await run_in(scripts, empty_database_url, "stamp", "0001", metadata=NOTES)
+    if backend.name != "sqlite":  # stamped at 0001 and checked there: the old names drift
+        only_0001 = notes_scripts(tmp_path / "only_0001", "0001_authors_and_notes.py")
+        assert await drift(only_0001, empty_database_url) is not None
+    await run_in(scripts, empty_database_url, "upgrade", "head", metadata=NOTES)
+    assert await drift(scripts, empty_database_url) is None
+    names = await constraint_names(empty_database_url)
+    assert (names["uq"], names["fk"]) == (["uq_author_email"], ["fk_note_author_id_author"])

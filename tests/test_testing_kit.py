@@ -192,3 +192,14 @@ async def test_own_session_write_waits_for_the_test_session_on_sqlite(
                     own.add(Team(name="own", headquarters="y"))
     finally:
         await other.dispose()
+
+
+async def test_a_sqlite_engine_without_the_begin_handling_is_refused(tmp_path: Path) -> None:
+    """Without it the driver defers BEGIN, savepoints don't roll back and a test's rows stay."""
+    plain = create_async_engine(f"sqlite+aiosqlite:///{tmp_path / 'plain.db'}")
+    try:
+        with pytest.raises(RuntimeError, match="Add the BEGIN handling"):
+            async with rolled_back_session(plain):
+                pass
+    finally:
+        await plain.dispose()

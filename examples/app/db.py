@@ -1,6 +1,7 @@
 """Engine and session factory for SQLite (aiosqlite), PostgreSQL (asyncpg) and MySQL (aiomysql)."""
 
 import asyncio
+import importlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -29,8 +30,8 @@ MYSQL_DIALECTS = ("mysql", "mariadb")
 
 def bounded_aiomysql_connect(timeout: float) -> Callable[..., Awaitable[Any]]:
     async def connect(*args: Any, **kwargs: Any) -> Any:
-        import aiomysql  # type: ignore[import-untyped]
-
+        # Imported here, by name: the module type-checks and imports without aiomysql installed.
+        aiomysql = importlib.import_module("aiomysql")
         async with asyncio.timeout(timeout):  # then TimeoutError: the app answers 503
             return await aiomysql.connect(*args, **kwargs)
 
@@ -300,11 +301,11 @@ def stop_tracing(*engines: AsyncEngine) -> None:
 
 
 def _instrument(engines: list[Any]) -> None:
-    from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
-
+    # By name, as aiomysql above: without the otel extra, only calling this fails.
+    otel = importlib.import_module("opentelemetry.instrumentation.sqlalchemy")
     # The instrumentor is a process-wide singleton: a second instrument() only logs "Attempting
     # to instrument while already instrumented" and traces nothing. So start over with all of them.
-    instrumentor = SQLAlchemyInstrumentor()
+    instrumentor = otel.SQLAlchemyInstrumentor()
     if instrumentor.is_instrumented_by_opentelemetry:
         instrumentor.uninstrument()
     if engines:

@@ -7,6 +7,7 @@ python -m examples.app.migrate check             # exit 1 when models and databa
 
 import asyncio
 import logging.config
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,9 @@ from sqlalchemy.pool import NullPool
 from examples.app.db import create_engine
 from examples.app.settings import Settings
 
-ALEMBIC_INI = Path(__file__).parents[2] / "alembic.ini"  # the project root
+# The file the `alembic` command reads, found the same way: $ALEMBIC_CONFIG, else alembic.ini in
+# the working directory (run from the project root, as the command is).
+ALEMBIC_INI = Path(os.environ.get("ALEMBIC_CONFIG", "alembic.ini"))
 
 
 # --8<-- [start:migration_engine]
@@ -97,6 +100,10 @@ def main(argv: list[str]) -> int:
         database_url = Settings().database_url.get_secret_value()
     except ValidationError as error:  # e.g. DATABASE_URL is not set: a usage error, not a drift
         print(f"{name}: {error}", file=sys.stderr)
+        return 2
+    if not ALEMBIC_INI.is_file():
+        where = ALEMBIC_INI.absolute()
+        print(f"{name}: {where} not found; run from the project root", file=sys.stderr)
         return 2
     # A process of its own: log as the `alembic` command does ("Running upgrade ...").
     logging.config.fileConfig(ALEMBIC_INI, disable_existing_loggers=False)
