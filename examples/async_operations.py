@@ -5,6 +5,7 @@ Run: `python -m examples.async_operations` (a temporary SQLite file; prints each
 
 import asyncio
 import tempfile
+import uuid
 from collections.abc import AsyncIterator, Sequence
 
 from sqlalchemy import text
@@ -14,7 +15,7 @@ from sqlmodel import SQLModel, col, delete, func, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from examples.app.db import create_engine, create_session_factory
-from examples.app.models import Hero, Team
+from examples.app.models import Hero, HeroStatus, Team
 from examples.app.settings import Settings
 from examples.servicebase.errors import DatabaseError, classify
 from examples.servicebase.transactions import run_in_transaction, unit_of_work
@@ -133,6 +134,40 @@ async def transfer_age(
 
 
 # --8<-- [end:retry]
+
+
+# --8<-- [start:serializable]
+async def active_teammates(session: AsyncSession, hero: Hero) -> int:
+    statement = select(func.count()).where(
+        col(Hero.team_id) == hero.team_id,
+        col(Hero.status) == HeroStatus.ACTIVE,
+        col(Hero.id) != hero.id,
+    )
+    return (await session.exec(statement)).one()
+
+
+async def retire_if_covered(
+    session_factory: async_sessionmaker[AsyncSession], hero_id: uuid.UUID
+) -> bool:
+    """Retire a hero only if an active teammate remains: a rule over rows this unit doesn't write.
+
+    Two units retiring both teammates at once each see the other still active (write skew).
+    READ COMMITTED (PostgreSQL's default) and REPEATABLE READ (MariaDB's) let both commit: no one
+    is left. SERIALIZABLE makes one fail (PostgreSQL 40001, MariaDB a deadlock), and the retry
+    re-runs it: it now sees the other's retirement and refuses.
+    """
+
+    async def work(session: AsyncSession) -> bool:
+        hero = await session.get_one(Hero, hero_id)
+        if await active_teammates(session, hero) == 0:
+            return False
+        hero.status = HeroStatus.RETIRED
+        return True
+
+    return await run_in_transaction(session_factory, work, isolation_level="SERIALIZABLE")
+
+
+# --8<-- [end:serializable]
 
 
 async def main() -> None:

@@ -19,9 +19,10 @@ from sqlmodel import SQLModel, col, func, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from examples.app.db import create_engine, create_session_factory
-from examples.app.models import Hero, Team
+from examples.app.models import Hero, HeroStatus, Team
 from examples.app.settings import Settings
 from examples.async_operations import (
+    active_teammates,
     add_team_unless_taken,
     count_heroes,
     count_in_parallel,
@@ -30,6 +31,7 @@ from examples.async_operations import (
     heroes_older_than,
     names_and_ages,
     retire_everyone_older_than,
+    retire_if_covered,
     stream_hero_names,
     transfer_age,
 )
@@ -200,6 +202,81 @@ async def test_a_deadlock_is_retried_and_each_unit_applies_once(
         ages = (await session.exec(select(Hero.name, Hero.age).order_by(Hero.name))).all()
     assert list(ages) == [("A", 12), ("B", 12)]  # both units, exactly once each
     assert attempts == (2 if backend.name == "sqlite" else 3)  # the loser ran twice
+
+
+async def two_active_teammates(
+    session_factory: async_sessionmaker[AsyncSession],
+) -> tuple[Hero, Hero]:
+    async with unit_of_work(session_factory) as session:
+        team = Team(name="Night Watch", headquarters="Tower")
+        session.add(team)
+        await session.flush()
+        pair = (
+            Hero(name="A", secret_name="a", team_id=team.id),
+            Hero(name="B", secret_name="b", team_id=team.id),
+        )
+        session.add_all(pair)
+    return pair
+
+
+async def statuses(session_factory: async_sessionmaker[AsyncSession]) -> list[HeroStatus]:
+    async with session_factory() as session:
+        return list((await session.exec(select(Hero.status).order_by(Hero.name))).all())
+
+
+@pytest.mark.parametrize("isolation_level", [None, "SERIALIZABLE"])
+async def test_write_skew_needs_serializable_and_a_retry(
+    backend: Backend, session_factory: async_sessionmaker[AsyncSession], isolation_level: str | None
+) -> None:
+    """Both units read (each sees the other active), then both retire: forced interleaving."""
+    pair = await two_active_teammates(session_factory)
+    both_have_read = asyncio.Barrier(2)
+    attempts = 0
+
+    async def retire(hero: Hero) -> bool:
+        async def work(session: AsyncSession) -> bool:
+            nonlocal attempts
+            attempts += 1
+            mine = await session.get_one(Hero, hero.id)
+            covered = await active_teammates(session, mine) > 0
+            if attempts <= 2 and backend.name != "sqlite":  # SQLite: BEGIN IMMEDIATE serialises
+                await asyncio.wait_for(both_have_read.wait(), 10)
+            if covered:
+                mine.status = HeroStatus.RETIRED
+            return covered
+
+        return await run_in_transaction(session_factory, work, isolation_level=isolation_level)
+
+    retired = await asyncio.gather(*(retire(hero) for hero in pair))
+    if isolation_level is None and backend.name != "sqlite":  # the anomaly, reproduced
+        assert retired == [True, True]
+        assert await statuses(session_factory) == [HeroStatus.RETIRED] * 2  # nobody left
+        assert attempts == 2
+    else:  # one retired; the other failed, re-ran, saw it and refused
+        assert sorted(retired) == [False, True]
+        assert sorted(await statuses(session_factory)) == [HeroStatus.ACTIVE, HeroStatus.RETIRED]
+        assert attempts == (2 if backend.name == "sqlite" else 3)
+
+
+async def test_retire_if_covered_keeps_one_active(
+    session_factory: async_sessionmaker[AsyncSession],
+) -> None:
+    pair = await two_active_teammates(session_factory)
+    results = await asyncio.gather(*(retire_if_covered(session_factory, h.id) for h in pair))
+    assert sorted(results) == [False, True]
+    assert sorted(await statuses(session_factory)) == [HeroStatus.ACTIVE, HeroStatus.RETIRED]
+
+
+async def test_the_isolation_level_is_the_transactions_only(
+    backend: Backend, session_factory: async_sessionmaker[AsyncSession]
+) -> None:
+    """unit_of_work(isolation_level=) sets it for one transaction; the pool gets it back reset."""
+    async with unit_of_work(session_factory, isolation_level="SERIALIZABLE") as session:
+        inside = await (await session.connection()).get_isolation_level()
+    async with unit_of_work(session_factory) as session:
+        after = await (await session.connection()).get_isolation_level()
+    default = {"postgresql": "READ COMMITTED", "mysql": "REPEATABLE READ"}
+    assert (inside, after) == ("SERIALIZABLE", default.get(backend.name, "SERIALIZABLE"))
 
 
 async def test_transfer_with_retry(session_factory: async_sessionmaker[AsyncSession]) -> None:

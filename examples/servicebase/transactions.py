@@ -18,10 +18,16 @@ T = TypeVar("T")
 # --8<-- [start:unit_of_work]
 @asynccontextmanager
 async def unit_of_work(
-    session_factory: async_sessionmaker[AsyncSession],
+    session_factory: async_sessionmaker[AsyncSession], *, isolation_level: str | None = None
 ) -> AsyncIterator[AsyncSession]:
-    """One transaction: commits when the block succeeds, rolls back when it raises."""
+    """One transaction: commits when the block succeeds, rolls back when it raises.
+
+    isolation_level ("SERIALIZABLE", "REPEATABLE READ", ...): this transaction only; the
+    connection goes back to the pool with the engine's level.
+    """
     async with session_factory() as session, session.begin():
+        if isolation_level is not None:  # before the first statement, or it is too late
+            await session.connection(execution_options={"isolation_level": isolation_level})
         yield session
 
 
@@ -38,6 +44,7 @@ async def run_in_transaction(
     *,
     attempts: int = 3,
     backoff: float = 0.05,
+    isolation_level: str | None = None,
 ) -> T:
     """Run work in a fresh transaction; on a deadlock or serialization failure, run it again.
 
@@ -46,7 +53,7 @@ async def run_in_transaction(
     """
     for attempt in range(1, attempts + 1):
         try:
-            async with unit_of_work(session_factory) as session:
+            async with unit_of_work(session_factory, isolation_level=isolation_level) as session:
                 return await work(session)
         except DBAPIError as error:
             if attempt == attempts or classify(error) not in RETRYABLE:
