@@ -219,7 +219,7 @@ async def two_active_teammates(
     return pair
 
 
-async def statuses(session_factory: async_sessionmaker[AsyncSession]) -> list[HeroStatus]:
+async def statuses(session_factory: async_sessionmaker[AsyncSession]) -> list[str]:
     async with session_factory() as session:
         return list((await session.exec(select(Hero.status).order_by(Hero.name))).all())
 
