@@ -6,7 +6,7 @@ timestamps are timezone-aware UTC set by the database clock; relationships never
 
 import enum
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, ClassVar, Optional
 
 import sqlalchemy as sa
@@ -198,3 +198,35 @@ class HeroPower(SQLModel, table=True):
 
 
 # --8<-- [end:power]
+
+
+# --8<-- [start:job]
+class JobStatus(enum.StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class Job(SQLModel, table=True):
+    """Background work, queued in the same transaction as the write that needs it (jobs.py)."""
+
+    # Workers look for due jobs by status and time: one index serves the claim query.
+    __table_args__ = (sa.Index("ix_job_claim", "status", "run_after"), MYSQL_TABLE)
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: NulFreeStr = Field(max_length=50)
+    payload: dict[NulFreeStr, JsonValue] = Field(default_factory=dict, sa_type=json_document)
+    status: JobStatus = Field(
+        default=JobStatus.QUEUED, sa_type=value_enum(JobStatus, "job_status", native=False)
+    )
+    attempts: int = Field(default=0)
+    # Due from then on. The workers' clock, like every time a worker compares: claim, backoff
+    # and reclaim need no date arithmetic in SQL, which differs on every backend.
+    run_after: datetime = Field(default_factory=lambda: datetime.now(UTC), sa_type=UTCDateTime)
+    locked_by: str | None = Field(default=None, max_length=100)
+    locked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    last_error: str | None = Field(default=None, max_length=1000)
+
+
+# --8<-- [end:job]

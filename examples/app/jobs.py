@@ -1,0 +1,180 @@
+"""A job queue in the database, and the worker process that runs it: `python -m examples.app.jobs`.
+
+Enqueue in the same transaction as the write that needs the job: both commit or neither does
+(a BackgroundTask or a message broker can lose the job, or run it for a write that rolled back).
+Workers claim due jobs with SELECT ... FOR UPDATE SKIP LOCKED, so several workers, in one process
+or many, never take the same job; each job's effects and its DONE mark commit together.
+"""
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel import col, select, update
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from examples.app.db import create_engine, create_session_factory
+from examples.app.models import Hero, Job, JobStatus
+from examples.app.settings import Settings
+from examples.servicebase.transactions import unit_of_work
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[AsyncSession, dict[str, Any]], Awaitable[None]]
+
+
+# --8<-- [start:enqueue]
+async def enqueue(session: AsyncSession, kind: str, payload: dict[str, Any]) -> Job:
+    """Add a job to the caller's unit of work: it exists only if that unit commits."""
+    job = Job(kind=kind, payload=payload)
+    session.add(job)
+    await session.flush()
+    return job
+
+
+# --8<-- [end:enqueue]
+
+
+# --8<-- [start:claim]
+async def claim(
+    session_factory: async_sessionmaker[AsyncSession], worker: str, limit: int = 10
+) -> list[Job]:
+    """Up to `limit` due jobs, marked RUNNING for this worker, in their own short transaction.
+
+    SKIP LOCKED passes over rows another worker is claiming right now instead of waiting for
+    them (PostgreSQL, MySQL 8, MariaDB 10.6+). SQLite has no row locks: its BEGIN IMMEDIATE
+    makes claims take turns, with the same result.
+    """
+    async with unit_of_work(session_factory) as session:
+        due = (
+            select(Job)
+            .where(col(Job.status) == JobStatus.QUEUED, col(Job.run_after) <= datetime.now(UTC))
+            .order_by(col(Job.run_after), col(Job.id))
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        jobs = list((await session.exec(due)).all())
+        now = datetime.now(UTC)
+        for job in jobs:
+            job.status, job.locked_by, job.locked_at = JobStatus.RUNNING, worker, now
+            job.attempts += 1
+    return jobs
+
+
+# --8<-- [end:claim]
+
+
+# --8<-- [start:run_job]
+async def run_job(
+    session_factory: async_sessionmaker[AsyncSession],
+    handlers: Mapping[str, Handler],
+    job: Job,
+    *,
+    max_attempts: int = 5,
+    backoff: timedelta = timedelta(seconds=2),
+) -> JobStatus:
+    """Run one claimed job. Its writes and its DONE mark are one transaction: a crash between
+    them leaves neither, and the job runs again (handlers must tolerate a re-run)."""
+    try:
+        async with unit_of_work(session_factory) as session:
+            await handlers[job.kind](session, job.payload)
+            await session.exec(
+                update(Job).where(col(Job.id) == job.id).values(status=JobStatus.DONE)
+            )
+        return JobStatus.DONE
+    except Exception as error:  # the handler's writes are rolled back; record and retry later
+        log.warning("job %s (%s) failed: %r", job.id, job.kind, error)
+        retry = job.attempts < max_attempts
+        async with unit_of_work(session_factory) as session:
+            await session.exec(
+                update(Job)
+                .where(col(Job.id) == job.id)
+                .values(
+                    status=JobStatus.QUEUED if retry else JobStatus.FAILED,
+                    run_after=datetime.now(UTC) + backoff * 2 ** (job.attempts - 1),
+                    locked_by=None,
+                    last_error=f"{type(error).__name__}: {error}"[:1000],
+                )
+            )
+        return JobStatus.QUEUED if retry else JobStatus.FAILED
+
+
+async def reclaim_stale(
+    session_factory: async_sessionmaker[AsyncSession], older_than: timedelta
+) -> int:
+    """Put back jobs whose worker died mid-run (RUNNING, locked longer ago than older_than)."""
+    cutoff = datetime.now(UTC) - older_than
+    async with unit_of_work(session_factory) as session:
+        result = await session.exec(
+            update(Job)
+            .where(col(Job.status) == JobStatus.RUNNING, col(Job.locked_at) < cutoff)
+            .values(status=JobStatus.QUEUED, locked_by=None)
+        )
+        return int(result.rowcount)
+
+
+# --8<-- [end:run_job]
+
+
+# --8<-- [start:worker]
+async def work(
+    session_factory: async_sessionmaker[AsyncSession],
+    handlers: Mapping[str, Handler],
+    stop: asyncio.Event,
+    *,
+    name: str,
+    batch: int = 10,
+    idle_seconds: float = 0.5,
+) -> int:
+    """Claim and run jobs until `stop` is set; the job in hand is finished first. Returns the
+    number of jobs run. A batch is claimed only when the previous one is done."""
+    done = 0
+    while not stop.is_set():
+        jobs = await claim(session_factory, name, batch)
+        for job in jobs:
+            await run_job(session_factory, handlers, job)
+            done += 1
+        if not jobs:  # nothing due: wait, but wake at once on stop
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), idle_seconds)
+    return done
+
+
+async def welcome_hero(session: AsyncSession, payload: dict[str, Any]) -> None:
+    hero = await session.get_one(Hero, uuid.UUID(payload["hero_id"]))
+    hero.attributes = {**hero.attributes, "welcomed": True}
+
+
+HANDLERS: dict[str, Handler] = {"welcome_hero": welcome_hero}
+
+
+async def main() -> None:
+    """One engine per worker process, created in its event loop and disposed at exit."""
+    settings = Settings()
+    engine = create_engine(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)  # finish the job in hand, then exit
+    name = f"{socket.gethostname()}:{os.getpid()}"
+    try:
+        done = await work(create_session_factory(engine), HANDLERS, stop, name=name)
+        log.info("worker %s stopped after %d jobs", name, done)
+    finally:
+        await engine.dispose()
+
+
+# --8<-- [end:worker]
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s %(message)s")
+    asyncio.run(main())

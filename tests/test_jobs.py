@@ -1,0 +1,210 @@
+"""The job queue in the database: claims never overlap, failures retry, workers stop cleanly."""
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel import SQLModel, col, select, update
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from examples.app.db import create_engine, create_session_factory
+from examples.app.jobs import HANDLERS, claim, enqueue, reclaim_stale, run_job, work
+from examples.app.models import Hero, Job, JobStatus
+from examples.app.settings import Settings
+from examples.servicebase.transactions import unit_of_work
+from tests.conftest import Backend
+
+ROOT = Path(__file__).parents[1]
+
+
+@pytest_asyncio.fixture
+async def jobs_factory(
+    empty_database_url: str,
+) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    engine = create_engine(Settings(database_url=empty_database_url))
+    async with engine.begin() as connection:
+        await connection.run_sync(SQLModel.metadata.create_all)
+    try:
+        yield create_session_factory(engine)
+    finally:
+        await engine.dispose()
+
+
+async def add_jobs(factory: async_sessionmaker[AsyncSession], count: int) -> None:
+    async with unit_of_work(factory) as session:
+        for number in range(count):
+            await enqueue(session, "record", {"n": number})
+
+
+async def jobs(factory: async_sessionmaker[AsyncSession]) -> list[Job]:
+    async with factory() as session:
+        return list((await session.exec(select(Job).order_by(col(Job.id)))).all())
+
+
+async def test_concurrent_workers_never_take_the_same_job(
+    backend: Backend, jobs_factory: async_sessionmaker[AsyncSession]
+) -> None:
+    await add_jobs(jobs_factory, 200)
+    seen: list[tuple[str, int]] = []
+
+    def recorder(name: str) -> Any:
+        async def record(_session: AsyncSession, payload: dict[str, Any]) -> None:
+            seen.append((name, payload["n"]))
+            await asyncio.sleep(0)  # let the other workers claim meanwhile
+
+        return {"record": record}
+
+    async def worker(name: str) -> int:
+        stop = asyncio.Event()
+        factory = jobs_factory
+
+        async def stop_when_empty() -> None:
+            while True:
+                await asyncio.sleep(0.05)
+                async with factory() as session:
+                    left = await session.exec(
+                        select(Job.id).where(col(Job.status) != JobStatus.DONE).limit(1)
+                    )
+                    if left.first() is None:
+                        stop.set()
+                        return
+
+        watcher = asyncio.create_task(stop_when_empty())
+        try:
+            return await work(factory, recorder(name), stop, name=name, batch=5, idle_seconds=0.05)
+        finally:
+            watcher.cancel()
+
+    counts = await asyncio.gather(*(worker(f"w{i}") for i in range(4)))
+    numbers = Counter(n for _, n in seen)
+    assert sorted(numbers) == list(range(200))
+    assert set(numbers.values()) == {1}  # each job ran exactly once
+    assert sum(counts) == 200
+    assert sum(1 for c in counts if c > 0) >= 2, counts  # the work was really shared
+    stored = await jobs(jobs_factory)
+    assert {job.status for job in stored} == {JobStatus.DONE}
+    assert {job.attempts for job in stored} == {1}
+
+
+@pytest.mark.backends("postgresql", "mysql")
+async def test_skip_locked_passes_over_rows_another_worker_is_claiming(
+    jobs_factory: async_sessionmaker[AsyncSession],
+) -> None:
+    await add_jobs(jobs_factory, 20)
+    async with jobs_factory() as holder, holder.begin():
+        held = (
+            await holder.exec(
+                select(Job).order_by(col(Job.id)).limit(5).with_for_update(skip_locked=True)
+            )
+        ).all()
+        # Without SKIP LOCKED this claim would wait for the holder's transaction to end.
+        claimed = await asyncio.wait_for(claim(jobs_factory, "other", limit=10), 5)
+        assert [job.id for job in claimed] == [job.id for job in (await jobs(jobs_factory))[5:15]]
+        assert {job.id for job in held}.isdisjoint(job.id for job in claimed)
+
+
+async def test_a_failing_job_is_retried_then_marked_failed_and_its_writes_roll_back(
+    jobs_factory: async_sessionmaker[AsyncSession],
+) -> None:
+    async with unit_of_work(jobs_factory) as session:
+        hero = Hero(name="Rusty", secret_name="r")
+        session.add(hero)
+        await enqueue(session, "break", {"hero_id": str(hero.id)})
+
+    async def breaks(session: AsyncSession, payload: dict[str, Any]) -> None:
+        broken = await session.get_one(Hero, uuid.UUID(payload["hero_id"]))
+        broken.age = 99  # rolled back with the failure
+        await session.flush()
+        raise ValueError("the mail server said no")
+
+    outcomes = []
+    for _ in range(3):
+        async with unit_of_work(jobs_factory) as session:  # due now: skip the backoff wait
+            await session.exec(update(Job).values(run_after=datetime.now(UTC)))
+        (job,) = await claim(jobs_factory, "w")
+        outcomes.append(
+            await run_job(
+                jobs_factory, {"break": breaks}, job, max_attempts=3, backoff=timedelta(0)
+            )
+        )
+    assert outcomes == [JobStatus.QUEUED, JobStatus.QUEUED, JobStatus.FAILED]
+    (stored,) = await jobs(jobs_factory)
+    assert (stored.status, stored.attempts) == (JobStatus.FAILED, 3)
+    assert stored.last_error == "ValueError: the mail server said no"
+    assert await claim(jobs_factory, "w") == []
+    async with jobs_factory() as session:
+        assert (await session.get_one(Hero, hero.id)).age is None
+
+
+async def test_a_job_exists_only_if_its_unit_of_work_commits(
+    jobs_factory: async_sessionmaker[AsyncSession],
+) -> None:
+    async def fails_after_enqueueing() -> None:
+        async with unit_of_work(jobs_factory) as session:
+            await enqueue(session, "welcome_hero", {"hero_id": "x"})
+            raise RuntimeError("the write that needed the job failed")
+
+    with pytest.raises(RuntimeError):
+        await fails_after_enqueueing()
+    assert await jobs(jobs_factory) == []
+
+
+async def test_jobs_of_a_dead_worker_are_reclaimed(
+    jobs_factory: async_sessionmaker[AsyncSession],
+) -> None:
+    await add_jobs(jobs_factory, 2)
+    await claim(jobs_factory, "died", limit=1)
+    assert await reclaim_stale(jobs_factory, older_than=timedelta(minutes=5)) == 0
+    assert await reclaim_stale(jobs_factory, older_than=timedelta(0)) == 1
+    assert {job.status for job in await jobs(jobs_factory)} == {JobStatus.QUEUED}
+
+
+async def test_worker_processes_share_the_queue_and_stop_on_sigterm(
+    backend: Backend, empty_database_url: str, jobs_factory: async_sessionmaker[AsyncSession]
+) -> None:
+    """Two `python -m examples.app.jobs` processes, each with its own engine."""
+    async with unit_of_work(jobs_factory) as session:
+        heroes = [Hero(name=f"h{i}", secret_name=f"s{i}") for i in range(40)]
+        session.add_all(heroes)
+        await session.flush()
+        for hero in heroes:
+            await enqueue(session, "welcome_hero", {"hero_id": str(hero.id)})
+    assert "welcome_hero" in HANDLERS
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "DATABASE_URL": empty_database_url}
+    workers = [
+        subprocess.Popen(  # noqa: ASYNC220 - started once, then polled without blocking
+            [sys.executable, "-m", "examples.app.jobs"],
+            cwd=ROOT,
+            env=env,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    try:
+        for _ in range(300):
+            if {job.status for job in await jobs(jobs_factory)} == {JobStatus.DONE}:
+                break
+            await asyncio.sleep(0.1)
+    finally:
+        for process in workers:
+            process.send_signal(signal.SIGTERM)
+        logs = [process.communicate(timeout=30)[1] for process in workers]
+    assert [process.returncode for process in workers] == [0, 0], logs
+    assert all("stopped after" in log for log in logs), logs
+    async with jobs_factory() as session:
+        welcomed = (await session.exec(select(Hero))).all()
+    assert all(hero.attributes == {"welcomed": True} for hero in welcomed)
+    done = [job.locked_by for job in await jobs(jobs_factory)]
+    assert len(done) == 40
