@@ -1,6 +1,7 @@
 """The job queue in the database: claims never overlap, failures retry, workers stop cleanly."""
 
 import asyncio
+import gc
 import os
 import signal
 import subprocess
@@ -19,7 +20,15 @@ from sqlmodel import SQLModel, col, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from examples.app.db import create_engine, create_session_factory
-from examples.app.jobs import HANDLERS, claim, enqueue, reclaim_stale, run_job, work
+from examples.app.jobs import (
+    HANDLERS,
+    claim,
+    enqueue,
+    reclaim_stale,
+    run_in_its_own_loop,
+    run_job,
+    work,
+)
 from examples.app.models import Hero, Job, JobStatus
 from examples.app.settings import Settings
 from examples.servicebase.transactions import unit_of_work
@@ -208,3 +217,50 @@ async def test_worker_processes_share_the_queue_and_stop_on_sigterm(
     assert all(hero.attributes == {"welcomed": True} for hero in welcomed)
     done = [job.locked_by for job in await jobs(jobs_factory)]
     assert len(done) == 40
+
+
+def hero_in(url: str) -> str:
+    async def add() -> str:
+        engine = create_engine(Settings(database_url=url))
+        try:
+            async with unit_of_work(create_session_factory(engine)) as session:
+                hero = Hero(name="Loop", secret_name="loop")
+                session.add(hero)
+            return str(hero.id)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(add())
+
+
+@pytest.mark.backends("postgresql", "mysql")
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_sync_code_runs_each_job_in_its_own_loop(empty_database_url: str) -> None:
+    """What a Celery task does: asyncio.run per call. The engine made inside works every time;
+    one engine shared by two loops fails on the second."""
+    url = empty_database_url
+    settings = Settings(database_url=url)
+
+    async def schema() -> None:
+        engine = create_engine(settings)
+        async with engine.begin() as connection:
+            await connection.run_sync(SQLModel.metadata.create_all)
+        await engine.dispose()
+
+    asyncio.run(schema())
+    hero_id = hero_in(url)
+    for _ in range(2):
+        run_in_its_own_loop("welcome_hero", {"hero_id": hero_id}, settings)
+
+    shared = create_engine(settings)  # made once, "at import"
+
+    async def count() -> int:
+        async with shared.connect() as connection:
+            return int((await connection.exec_driver_sql("SELECT count(*) FROM hero")).scalar_one())
+
+    assert asyncio.run(count()) == 1
+    with pytest.raises(RuntimeError, match=r"attached to a different loop|Event loop is closed"):
+        asyncio.run(count())
+    shared.sync_engine.dispose(close=False)  # its connection belongs to a closed loop
+    gc.collect()  # the driver's orphaned coroutines warn now, under this test's filter

@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlalchemy.pool import NullPool
 from sqlmodel import col, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -173,6 +174,29 @@ async def main() -> None:
 
 
 # --8<-- [end:worker]
+
+
+# --8<-- [start:loop_per_task]
+def run_in_its_own_loop(kind: str, payload: dict[str, Any], settings: Settings) -> None:
+    """One job from sync code (a Celery or RQ task, a cron script): asyncio.run per call.
+
+    An engine's connections belong to the event loop that opened them: an engine made at import
+    and reused by the next asyncio.run fails. So the engine lives inside the call; NullPool,
+    as nothing outlives the loop to reuse a connection.
+    """
+
+    async def main() -> None:
+        engine = create_engine(settings, poolclass=NullPool)
+        try:
+            async with unit_of_work(create_session_factory(engine)) as session:
+                await HANDLERS[kind](session, payload)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(main())
+
+
+# --8<-- [end:loop_per_task]
 
 
 if __name__ == "__main__":
