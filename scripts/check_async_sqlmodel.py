@@ -75,7 +75,7 @@ RULES: dict[str, Rule] = {
     ),
     "ASM010": Rule(
         "datetime column on SQLModel's default type (whole seconds on MySQL/MariaDB; reported"
-        " only when a checked file names mysql or mariadb)",
+        " only when a project file names a MySQL/MariaDB driver or URL)",
         "sa_type=UTCDateTime from types.py (DATETIME(6) on MySQL)",
         "models.md#timezone-aware-timestamps",
     ),
@@ -553,7 +553,40 @@ def python_files(paths: list[Path]) -> Iterator[Path]:
             yield path
 
 
-MYSQL_MENTION = re.compile(r"mysql|mariadb", re.IGNORECASE)
+# A MySQL/MariaDB project declares a driver or a URL in its project files. Python code doesn't
+# tell: code copied from a multi-backend example names mysql in a PostgreSQL-only project.
+MYSQL_DRIVER = re.compile(r"aiomysql|asyncmy|pymysql|mysqlclient|(mysql|mariadb)\+", re.IGNORECASE)
+MYSQL_URL = re.compile(r"(mysql|mariadb)(\+\w+)?://")
+PROJECT_FILES = ("pyproject.toml", "setup.cfg", "setup.py", ".env", "alembic.ini")
+PROJECT_GLOBS = ("requirements*.txt", "docker-compose*.y*ml", "compose*.y*ml")
+
+
+def has_mysql_url(tree: ast.Module) -> bool:
+    return any(
+        isinstance(node, ast.Constant)
+        and isinstance(node.value, str)
+        and MYSQL_URL.match(node.value) is not None
+        for node in ast.walk(tree)
+    )
+
+
+def declares_mysql(paths: list[Path]) -> bool:
+    """A project file in a checked directory or above it names a MySQL/MariaDB driver or URL."""
+    seen: set[Path] = set()
+    for start in paths:
+        for directory in [start.resolve(), *start.resolve().parents]:
+            if directory in seen or not directory.is_dir():
+                continue
+            seen.add(directory)
+            files = [directory / name for name in PROJECT_FILES]
+            files += [f for pattern in PROJECT_GLOBS for f in directory.glob(pattern)]
+            for file in files:
+                try:
+                    if MYSQL_DRIVER.search(file.read_text(encoding="utf-8", errors="replace")):
+                        return True
+                except OSError:
+                    continue
+    return False
 
 
 def disposed_names(tree: ast.Module) -> set[str]:
@@ -592,8 +625,8 @@ def check(paths: list[Path], errors: list[str] | None = None) -> list[Finding]:
             errors.append(f"{path}: cannot parse: {error}")
     tables = table_models_in(list(trees.values()))
     disposed = set().union(*map(disposed_names, trees.values()))  # anywhere in the checked files
-    # ASM010 matters on MySQL/MariaDB only: report it when some checked file names them.
-    mysql = any(MYSQL_MENTION.search(source) for source in sources.values())
+    # ASM010 matters on MySQL/MariaDB only: a project file or a URL in the code says so.
+    mysql = declares_mysql(paths) or any(map(has_mysql_url, trees.values()))
     for path, tree in trees.items():
         checker = Checker(str(path), tree, tables)
         checker.prepare()

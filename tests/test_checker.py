@@ -197,9 +197,18 @@ def test_an_engine_disposed_in_another_module_is_fine(tmp_path: Path) -> None:
 def test_whole_second_datetimes_are_reported_only_for_mysql_projects(tmp_path: Path) -> None:
     """SQLModel's datetime type is timestamptz on PostgreSQL: ASM010 is noise there."""
     (tmp_path / "models.py").write_text("class A(SQLModel, table=True):\n    at: datetime\n")
+    # Code copied from a multi-backend example names MySQL in a PostgreSQL project: no report.
+    (tmp_path / "db.py").write_text('MYSQL = ("mysql", "mariadb")  # mysql+aiomysql://\n')
+    (tmp_path / "requirements.txt").write_text("sqlmodel\nasyncpg\n")
     assert [f.rule for f in check([tmp_path])] == []
-    (tmp_path / "db.py").write_text("import aiomysql  # the project's driver\n")
+    (tmp_path / "requirements.txt").write_text("sqlmodel\naiomysql\n")
     assert [f.rule for f in check([tmp_path])] == ["ASM010"]
+    (tmp_path / "requirements.txt").unlink()
+    (tmp_path.parent / ".env").write_text("DATABASE_URL=mariadb+aiomysql://app@db/app\n")
+    try:
+        assert [f.rule for f in check([tmp_path / "models.py"])] == ["ASM010"]  # found above
+    finally:
+        (tmp_path.parent / ".env").unlink()
 
 
 def test_alembic_template_needs_import_sqlmodel(tmp_path: Path) -> None:
