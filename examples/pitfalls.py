@@ -21,7 +21,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from examples.app.models import Hero, Team
 from examples.app.schemas import HeroPublicWithTeam
-from examples.app.types import UTCDateTime, rel
+from examples.app.types import UTCDateTime
+from examples.servicebase.service import rel
 
 pitfall_registry = registry(metadata=MetaData())
 

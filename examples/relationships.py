@@ -14,7 +14,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from examples.app.db import create_engine, create_session_factory
 from examples.app.models import Hero, HeroPower, Power, Team
 from examples.app.settings import Settings
-from examples.app.types import rel
+from examples.servicebase.service import rel
 
 
 # --8<-- [start:selectinload]

@@ -20,10 +20,12 @@ from sqlalchemy.exc import InvalidRequestError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
+from examples.app.db import configure_sqlite
 from examples.existing_app import db
 from examples.existing_app.api import router
 from examples.existing_app.models import Note
 from examples.existing_app.models.base import notes_registry
+from examples.testing import app_client, rolled_back_session
 from scripts.check_async_sqlmodel import check
 from tests.conftest import Backend
 from tests.support import ROOT, run_in, scripts_copy
@@ -120,6 +122,28 @@ async def test_without_a_commit_the_tutorial_dependency_stores_nothing(
     assert await count(notes_url, "author") == 0  # rolled back when the session closed
 
 
+async def test_testing_kits_client_rolls_both_styles_back_through_the_factory_dependency(
+    notes_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """app_client overrides get_session_factory: the tutorial's commits release savepoints."""
+    monkeypatch.setenv("DATABASE_URL", notes_url)
+    engine = create_async_engine(notes_url, poolclass=NullPool)
+    if engine.dialect.name == "sqlite":
+        configure_sqlite(engine)  # SQLAlchemy's BEGIN: rolled_back_session refuses without it
+    try:
+        async with (
+            rolled_back_session(engine) as session,
+            app_client(notes_app(), session, db.get_session_factory) as client,
+        ):
+            author = await client.post("/authors/", json={"name": "A", "email": "a@x.org"})
+            assert author.status_code == 200, author.text
+            note = {"title": "t", "author_id": author.json()["id"]}
+            assert (await client.post("/notes/", json=note)).status_code == 200
+    finally:
+        await engine.dispose()
+    assert (await count(notes_url, "author"), await count(notes_url, "note")) == (0, 0)
+
+
 def db_author() -> Any:
     from examples.existing_app.models import Author
 
@@ -132,7 +156,7 @@ async def test_flush_reads_an_inserted_rows_server_defaults_back(notes_url: str)
     engine = create_async_engine(notes_url, poolclass=NullPool)
     db.SessionLocal.configure(bind=engine)
     try:
-        async for session in db.get_transaction():
+        async for session in db.get_transaction(db.SessionLocal):
             author = db_author()
             session.add(author)
             await session.flush()

@@ -12,7 +12,6 @@ from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from examples.app.models import Hero, HeroPower, Power, Team
-from examples.app.types import rel
 from examples.pitfalls import (
     Guild,
     Member,
@@ -35,6 +34,7 @@ from examples.relationships import (
     teams_with_heroes,
 )
 from examples.servicebase.errors import DatabaseError, classify
+from examples.servicebase.service import rel
 from examples.testing import counting_statements, rolled_back_session
 
 

@@ -432,6 +432,24 @@ async def test_tampered_or_foreign_cursors_are_rejected(heroes: HeroService) -> 
         await other_secret.page_by_cursor(sort="age", limit=2, cursor=cursor)
 
 
+async def test_a_cursor_survives_reordered_repeatable_parameters(heroes: HeroService) -> None:
+    """?status=a&status=b then ?status=b&status=a: the same filter, so the same cursor binding."""
+    await heroes.create_many([hero(f"r{i}", age=i, status=HeroStatus.MISSING) for i in range(4)])
+    both = ["active", "missing"]
+
+    def filter_of(statuses: list[str], ages: list[int]) -> dict[str, Any]:
+        return {"and": [where("status", "in", statuses), where("age", "not_in", ages)]}
+
+    first = await heroes.page_by_cursor(filter_of(both, [7, 9]), sort="age", limit=2)
+    reordered = {"and": list(reversed(filter_of(both[::-1], [9, 7])["and"]))}
+    rest = await heroes.page_by_cursor(reordered, sort="age", limit=2, cursor=first.next_cursor)
+    assert [h.name for h in rest.items] == ["r2", "r3"]
+    with pytest.raises(InvalidFilter, match="different filter or sort"):  # between keeps order
+        await heroes.page_by_cursor(
+            where("age", "between", [0, 9]), sort="age", limit=2, cursor=first.next_cursor
+        )
+
+
 # ---------------------------------------------------------------- updates and deletes
 
 
@@ -479,6 +497,8 @@ async def test_soft_deleted_rows_are_invisible_until_restored(heroes: HeroServic
     assert (restored.deleted_at, restored.version) == (None, 3)
     assert restored.updated_at is not None  # server-set, loaded: no lazy load
     assert await heroes.count(age_one) == 2
+    with_team = await heroes.restore(doomed.id, load=["team"])  # relationships, loaded
+    assert with_team.team is None
     again = await heroes.restore(doomed.id)  # not deleted: returned unchanged
     assert (again.deleted_at, again.version) == (None, 3)
     with pytest.raises(NotFound):
@@ -747,6 +767,13 @@ async def test_statements_per_method(
     created = await heroes.create(hero("Deadpond"))
     calls: list[tuple[str, Any, int]] = [
         ("update", lambda: heroes.update(created.id, HeroUpdate(age=3)), 2 + extra),
+        # load=: the row again with its team joined and its powers by one selectinload
+        (
+            "update, load",
+            lambda: heroes.update(created.id, HeroUpdate(age=4), load=LOAD),
+            4 + extra,
+        ),
+        ("create, load", lambda: heroes.create(hero("Loaded"), load=LOAD), 3),  # INSERT RETURNING
         # UPDATE ... WHERE id AND not deleted; then a SELECT, as `created` is held here
         ("delete", lambda: heroes.delete(created.id), 2),
         ("restore", lambda: heroes.restore(created.id), 1 + extra),  # UPDATE ... RETURNING
@@ -769,3 +796,4 @@ async def test_statements_per_method(
 
 
 TEAM = TeamCreate(name="Preventers", headquarters="Sharp Tower")
+LOAD = ["team", "powers"]

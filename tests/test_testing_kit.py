@@ -203,3 +203,57 @@ async def test_a_sqlite_engine_without_the_begin_handling_is_refused(tmp_path: P
                 pass
     finally:
         await plain.dispose()
+
+
+USER_TESTS = """
+from sqlmodel import select
+
+from examples.app.models import Team
+
+
+async def test_a_request_and_the_session_see_the_same_transaction(client, session):
+    created = await client.post("/teams", json={"name": "Kit", "headquarters": "HQ"})
+    assert created.status_code == 201, created.text
+    assert (await session.exec(select(Team.name))).all() == ["Kit"]
+
+
+async def test_the_previous_test_left_nothing(session):
+    assert (await session.exec(select(Team))).all() == []
+"""
+
+PYTEST_INI = """[pytest]
+asyncio_mode = auto
+asyncio_default_fixture_loop_scope = session
+asyncio_default_test_loop_scope = session
+filterwarnings = error
+"""
+
+
+def test_the_one_database_conftest_runs_as_a_conftest(backend: Backend, tmp_path: Path) -> None:
+    """examples/testing_conftest.py copied to tests/conftest.py of a scratch project, run by a
+    pytest of its own against this backend's server: migrated database, rollback per test."""
+    tests = tmp_path / "tests"
+    tests.mkdir()
+    shutil.copy(ROOT / "examples" / "testing_conftest.py", tests / "conftest.py")
+    (tests / "test_user.py").write_text(USER_TESTS)
+    (tmp_path / "pytest.ini").write_text(PYTEST_INI)
+    if backend.server_url is None:
+        url = f"sqlite+aiosqlite:///{tmp_path}/kit.db"
+    else:
+        url = backend.server_url.set(database="kit").render_as_string(hide_password=False)
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "TEST_DATABASE_URL": url,
+        "ALEMBIC_CONFIG": str(ROOT / "alembic.ini"),
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:pytest_alembic"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "2 passed" in result.stdout

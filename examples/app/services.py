@@ -8,7 +8,6 @@ from sqlmodel import col, func, select, update
 
 from examples.app.models import Hero, HeroPower, Power, Team
 from examples.app.schemas import HeroCreate, HeroUpdate, PowerCreate, TeamCreate, TeamUpdate
-from examples.app.types import rel
 from examples.servicebase.cursors import CursorPages
 from examples.servicebase.errors import NotFound
 from examples.servicebase.filters import (
@@ -19,7 +18,7 @@ from examples.servicebase.filters import (
     FilterField,
     FilterSpec,
 )
-from examples.servicebase.service import ServiceBase
+from examples.servicebase.service import ServiceBase, rel
 from examples.servicebase.soft_delete import SoftDelete
 from examples.servicebase.upserts import Upserts
 from examples.servicebase.versioning import Versioned

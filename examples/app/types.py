@@ -13,7 +13,6 @@ from pydantic import BeforeValidator, FiniteFloat, StringConstraints
 from sqlalchemy.dialects import mysql, postgresql
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.ext.mutable import MutableDict
-from sqlalchemy.orm import QueryableAttribute
 from sqlalchemy.sql.expression import FunctionElement
 from sqlmodel.sql import sqltypes as sqlmodel_types
 from typing_extensions import TypeAliasType
@@ -59,27 +58,12 @@ JsonDocument = Annotated[dict[NulFreeStr, JsonValue], BeforeValidator(storable_j
 # utf8mb4 stores emoji; utf8mb4_bin compares case- and accent-sensitively, like the others,
 # but is PAD SPACE: `=` and UNIQUE keys ignore trailing spaces ('x ' collides with 'x').
 # Both prefixes: a mariadb+aiomysql:// URL's dialect ignores the mysql_ options, silently.
-MYSQL_TABLE = {
+MYSQL_TABLE: dict[str, Any] = {  # Any: op.create_table(**MYSQL_TABLE) type-checks
     f"{dialect}_{option}": value
     for dialect in ("mysql", "mariadb")
     for option, value in (("charset", "utf8mb4"), ("collate", "utf8mb4_bin"))
 }
 # --8<-- [end:mysql_table]
-
-
-# --8<-- [start:rel]
-def rel(attribute: object) -> QueryableAttribute[Any]:
-    """Type a relationship for loader options and joins: selectinload(rel(Team.heroes)).
-
-    SQLModel annotates Team.heroes as list[Hero], so mypy rejects it where SQLAlchemy expects
-    the class attribute; at runtime it is the attribute, which this checks.
-    """
-    if not isinstance(attribute, QueryableAttribute):
-        raise TypeError(f"expected a mapped class attribute, got {attribute!r}")
-    return attribute
-
-
-# --8<-- [end:rel]
 
 
 # --8<-- [start:utc_datetime]

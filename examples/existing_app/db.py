@@ -28,15 +28,23 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 # --8<-- [start:dependencies]
-async def get_session() -> AsyncIterator[AsyncSession]:
+def get_session_factory() -> async_sessionmaker[AsyncSession]:
+    # The one place a test replaces (testing.md's app_client): every request session comes from it.
+    return SessionLocal
+
+
+SessionFactory = Annotated[async_sessionmaker[AsyncSession], Depends(get_session_factory)]
+
+
+async def get_session(factory: SessionFactory) -> AsyncIterator[AsyncSession]:
     # The tutorial's: endpoints commit themselves.
-    async with SessionLocal() as session:
+    async with factory() as session:
         yield session
 
 
-async def get_transaction() -> AsyncIterator[AsyncSession]:
+async def get_transaction(factory: SessionFactory) -> AsyncIterator[AsyncSession]:
     # The skill's: one transaction per request, committed here; endpoints only flush.
-    async with SessionLocal() as session, session.begin():
+    async with factory() as session, session.begin():
         yield session
 
 

@@ -11,6 +11,7 @@ InvalidFilter with what is allowed. Nothing is ever dropped silently.
 """
 
 import enum
+import json
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -321,19 +322,27 @@ def conditions(node: Node | None) -> Iterable[Condition]:
 
 
 def canonical(node: Node | None) -> Any:
-    """A JSON-able form of a parsed filter (cursors are bound to it)."""
+    """A JSON-able form of a parsed filter (cursors are bound to it). Order that doesn't change
+    the result doesn't change it either: `?status=a&status=b` and `?status=b&status=a` agree."""
     if node is None:
         return None
     if isinstance(node, Condition):
         value = node.value
         if isinstance(value, tuple):
             value = [_jsonable(item) for item in value]
+            if node.op in ("in", "not_in"):  # a set; between's two values keep their order
+                value.sort(key=_sort_key)
         else:
             value = _jsonable(value)
         return [node.field, node.op, value]
     if isinstance(node, Not):
         return ["not", canonical(node.item)]
-    return ["and" if isinstance(node, And) else "or", [canonical(i) for i in node.items]]
+    items = sorted((canonical(i) for i in node.items), key=_sort_key)
+    return ["and" if isinstance(node, And) else "or", items]
+
+
+def _sort_key(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
 
 
 def _jsonable(value: Any) -> Any:

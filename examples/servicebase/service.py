@@ -27,6 +27,17 @@ UpdateT = TypeVar("UpdateT", bound=SQLModel)
 MAX_OFFSET = 1_000_000
 
 
+# --8<-- [start:rel]
+def rel(attribute: object) -> QueryableAttribute[Any]:
+    """selectinload(rel(Team.heroes)): SQLModel types Team.heroes as list[Hero] for mypy."""
+    if not isinstance(attribute, QueryableAttribute):
+        raise TypeError(f"expected a mapped class attribute, got {attribute!r}")
+    return attribute
+
+
+# --8<-- [end:rel]
+
+
 class ServiceBase(Generic[ModelT, CreateT, UpdateT]):
     """Subclass per model and set: model, filters, loaders, default_sort."""
 
@@ -118,9 +129,8 @@ class ServiceBase(Generic[ModelT, CreateT, UpdateT]):
         return parse_sort(sort or self.default_sort, self._sortable, tie_breaker)
 
     async def _read(self, statement: Any) -> Any:
-        # Objects already in the session may be stale after a bulk UPDATE or an upsert in this
-        # unit of work: overwrite them with what the database returns. A fresh session (the
-        # usual request) has nothing to refresh and skips the cost.
+        # Objects in the session may be stale after a bulk UPDATE or upsert in this unit of
+        # work: overwrite them. A fresh session (a request) has none and skips the cost.
         if self.session.identity_map:
             statement = statement.execution_options(populate_existing=True)
         return await self.session.exec(statement)
@@ -135,11 +145,11 @@ class ServiceBase(Generic[ModelT, CreateT, UpdateT]):
 
     # ------------------------------------------------------------------ create
 
-    async def create(self, data: CreateT) -> ModelT:
+    async def create(self, data: CreateT, *, load: Sequence[str] = ()) -> ModelT:
         obj = self.model.model_validate(data)
         self.session.add(obj)
         await self._flush()
-        return obj
+        return await self._reload(obj, load)
 
     async def create_many(self, items: Sequence[CreateT]) -> list[ModelT]:
         """One multi-row INSERT ... RETURNING per 1000 rows; on SQLite only for client-made keys
@@ -241,9 +251,12 @@ class ServiceBase(Generic[ModelT, CreateT, UpdateT]):
     async def _apply(self, obj: ModelT, data: UpdateT, load: Sequence[str]) -> ModelT:
         obj.sqlmodel_update(data.model_dump(exclude_unset=True))
         await self._flush()  # versioned: UPDATE ... WHERE id = :id AND version = :read_version
-        if load:  # read again: a changed foreign key changes what a relationship holds
-            return await self.get(getattr(obj, self._pk.key), load=load)
-        return obj
+        return await self._reload(obj, load)
+
+    async def _reload(self, obj: ModelT, load: Sequence[str]) -> ModelT:
+        """obj with the relationships named in load, read after the write (a changed foreign
+        key changes what a relationship holds); no statement when load is empty."""
+        return await self.get(getattr(obj, self._pk.key), load=load) if load else obj
 
     # --8<-- [end:update]
 

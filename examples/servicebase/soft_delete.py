@@ -4,6 +4,7 @@ Mix it in before ServiceBase: class HeroService(SoftDelete[Hero, HeroCreate, Her
 Reads take include_deleted=True to see them; delete(hard=True) removes the row.
 """
 
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import sqlalchemy as sa
@@ -45,7 +46,8 @@ class SoftDelete(ServiceBase[ModelT, CreateT, UpdateT]):
             sa.inspect(self.model).identity_key_from_primary_key([id])
         )
         if held is not None:  # a caller holds this row: it sees the change, never a lazy load
-            await self.session.refresh(held)
+            columns = [column.key for column in sa.inspect(self.model).column_attrs]
+            await self.session.refresh(held, columns)
 
     async def delete_where(self, filter: Any, *, hard: bool = False) -> int:
         if hard:
@@ -61,7 +63,7 @@ class SoftDelete(ServiceBase[ModelT, CreateT, UpdateT]):
         )
         return await self._execute_rowcount(statement)
 
-    async def restore(self, id: Any) -> ModelT:
+    async def restore(self, id: Any, *, load: Sequence[str] = ()) -> ModelT:
         """One UPDATE that clears deleted_at, RETURNING the row where the database can
         (MariaDB can't: one SELECT more). A row that isn't deleted comes back unchanged."""
         statement = (
@@ -75,9 +77,9 @@ class SoftDelete(ServiceBase[ModelT, CreateT, UpdateT]):
             result = await self._execute(returning.execution_options(populate_existing=True))
             restored: ModelT | None = result.scalars().first()
             if restored is not None:
-                return restored
+                return await self._reload(restored, load)
         else:
             await self._execute(statement)
-        return await self.get(id)
+        return await self.get(id, load=load)
 
     # --8<-- [end:soft_delete]

@@ -2,7 +2,7 @@
 
 Used by the `alembic` command (alembic.ini at the project root) and by examples/app/migrate.py,
 which passes its own connection in config.attributes["connection"]. In another project, change
-only the three app imports below.
+only the app block below.
 """
 
 import asyncio
@@ -16,10 +16,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import SQLModel
 
 # --8<-- [start:app_imports]
-# The app: every table on the metadata (or autogenerate drops it), the engine, the settings.
+# The app: every table on the metadata (or autogenerate drops it), its engine, its URL.
+# In another project these are the only lines to change.
 import examples.app.models  # noqa: F401
 from examples.app.migrate import migration_engine  # the app's create_engine with NullPool
 from examples.app.settings import Settings
+
+
+def app_database_url() -> str:
+    return Settings().database_url.get_secret_value()  # or os.environ["DATABASE_URL"]
+
 
 # --8<-- [end:app_imports]
 
@@ -43,7 +49,7 @@ def database_url() -> str:
     # From the caller or the app's settings (DATABASE_URL), never from alembic.ini: ConfigParser
     # interpolation breaks on a "%" in a password.
     url: str | None = config.attributes.get("database_url")
-    return url or Settings().database_url.get_secret_value()
+    return url or app_database_url()
 
 
 # --8<-- [end:url]
