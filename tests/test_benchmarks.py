@@ -4,7 +4,7 @@ import signal
 
 import pytest
 
-from benchmarks import load, page_with_total, scenarios, sqlite_locking
+from benchmarks import generic_plan, load, page_with_total, scenarios, sqlite_locking
 from tests.conftest import Backend
 
 
@@ -66,3 +66,14 @@ async def test_sqlite_locking_benchmark_runs_and_immediate_units_never_fail() ->
         "final_counter": 10,
     }
     assert set(results["reads"]) >= {"all IMMEDIATE (s)", "readers DEFERRED (s)", "ratio"}
+
+
+async def test_generic_plan_benchmark_runs_into_the_trap() -> None:
+    results = await generic_plan.main(rows=20_000, repetitions=2, save_results=False)
+    assert results["generic_plans_used"] >= 1
+    assert set(results["timings"]) == {
+        "rare, custom plan",
+        "rare, generic plan",
+        "common, custom plan",
+        "common, generic plan",
+    }

@@ -15,13 +15,15 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlalchemy import exists
+from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 from sqlmodel import SQLModel, col, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from examples.app.db import create_engine, create_session_factory
 from examples.app.jobs import (
     HANDLERS,
+    any_job_in,
     claim,
     enqueue,
     reclaim_stale,
@@ -264,3 +266,79 @@ def test_sync_code_runs_each_job_in_its_own_loop(empty_database_url: str) -> Non
         asyncio.run(count())
     shared.sync_engine.dispose(close=False)  # its connection belongs to a closed loop
     gc.collect()  # the driver's orphaned coroutines warn now, under this test's filter
+
+
+SKEWED_JOBS = """
+INSERT INTO job (kind, payload, status, attempts, run_after)
+SELECT 'report', '{}', CASE WHEN i > 99980 THEN 'failed' ELSE 'done' END, 1, now()
+FROM generate_series(1, 100000) AS i
+"""
+PLANS = """
+SELECT name, generic_plans, custom_plans FROM pg_prepared_statements
+WHERE statement LIKE 'SELECT EXISTS (SELECT job.id %'
+"""
+
+
+async def plans_after_skewed_reads(
+    factory: async_sessionmaker[AsyncSession], read: Any
+) -> tuple[int, int, str]:
+    """Five reads of the common status, then the rare one, on one connection: how the rare one
+    was planned (generic, custom) and the plan that connection's cached statement now has."""
+    engine: Any = factory.kw["bind"]
+    await engine.dispose()  # a new connection: no statement cached yet
+    async with engine.connect() as connection:
+        session = AsyncSession(bind=connection, expire_on_commit=False)
+        for status in [JobStatus.DONE] * 5 + [JobStatus.FAILED]:
+            async with session.begin():
+                await read(session, status)
+        name, generic, custom = (await connection.exec_driver_sql(PLANS)).one()
+        explained = await connection.exec_driver_sql(f"EXPLAIN EXECUTE {name}('failed')")
+        plan = "\n".join(row[0] for row in explained)
+        await connection.rollback()
+    return generic, custom, plan
+
+
+@pytest.mark.backends("postgresql")
+async def test_the_generic_plan_trap_and_its_fix(
+    jobs_factory: async_sessionmaker[AsyncSession],
+) -> None:
+    async with unit_of_work(jobs_factory) as session:
+        connection = await session.connection()
+        await connection.exec_driver_sql(SKEWED_JOBS)
+    engine: Any = jobs_factory.kw["bind"]
+    async with engine.connect() as connection:
+        await connection.exec_driver_sql("ANALYZE job")
+        await connection.commit()
+
+    async def plain(session: AsyncSession, status: JobStatus) -> bool:
+        match = select(Job.id).where(col(Job.status) == status)
+        return bool((await session.exec(select(exists(match)))).one())
+
+    generic, _, plan = await plans_after_skewed_reads(jobs_factory, plain)
+    assert generic >= 1  # the rare status ran on the plan made for "any status"
+    assert "Seq Scan on job" in plan, plan  # reads until a match: all of it for FAILED
+
+    generic, custom, _ = await plans_after_skewed_reads(jobs_factory, any_job_in)
+    assert (generic, custom) == (0, 6)
+
+    # For every query: a startup parameter, or the role's setting in this database.
+    forced = create_async_engine(
+        engine.url, connect_args={"server_settings": {"plan_cache_mode": "force_custom_plan"}}
+    )
+    try:
+        generic, custom, _ = await plans_after_skewed_reads(create_session_factory(forced), plain)
+        assert (generic, custom) == (0, 6)
+    finally:
+        await forced.dispose()
+    async with engine.connect() as connection:
+        database = engine.url.database
+        await connection.exec_driver_sql(
+            f'ALTER ROLE CURRENT_USER IN DATABASE "{database}"'
+            " SET plan_cache_mode = force_custom_plan"
+        )
+        await connection.commit()
+    generic, custom, _ = await plans_after_skewed_reads(jobs_factory, plain)
+    assert (generic, custom) == (0, 6)
+    async with jobs_factory() as session, session.begin():
+        assert await any_job_in(session, JobStatus.FAILED)
+        assert not await any_job_in(session, JobStatus.RUNNING)

@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from sqlalchemy import exists
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlalchemy.pool import NullPool
 from sqlmodel import col, select, update
@@ -174,6 +175,25 @@ async def main() -> None:
 
 
 # --8<-- [end:worker]
+
+
+# --8<-- [start:custom_plan]
+async def any_job_in(session: AsyncSession, status: JobStatus) -> bool:
+    """Is any job in this status? Nearly all are DONE, a few FAILED: skewed data.
+
+    asyncpg prepares and caches each statement, and after five runs PostgreSQL may switch it to
+    a generic plan, made for "some status". Chosen while DONE was asked for, that plan is a
+    sequential scan that stops at the first match; for FAILED it reads the whole table.
+    SET LOCAL keeps this transaction on plans made for the value asked (planned each run).
+    """
+    connection = await session.connection()  # the session's transaction
+    if connection.dialect.name == "postgresql":
+        await connection.exec_driver_sql("SET LOCAL plan_cache_mode = force_custom_plan")
+    match = select(Job.id).where(col(Job.status) == status)
+    return bool((await session.exec(select(exists(match)))).one())
+
+
+# --8<-- [end:custom_plan]
 
 
 # --8<-- [start:loop_per_task]
