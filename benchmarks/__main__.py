@@ -7,7 +7,14 @@ database there. Install the compared libraries with `pip install -e ".[bench,pos
 import argparse
 import asyncio
 
-from benchmarks import generic_plan, load, page_with_total, scenarios, sqlite_locking
+from benchmarks import (
+    generic_plan,
+    load,
+    page_with_total,
+    replica_lag,
+    scenarios,
+    sqlite_locking,
+)
 from benchmarks.common import save, scratch_database
 
 
@@ -15,7 +22,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument(
         "scenario",
-        choices=["orm", "page-with-total", "load", "http", "sqlite-locking", "generic-plan"],
+        choices=[
+            "orm",
+            "page-with-total",
+            "load",
+            "http",
+            "sqlite-locking",
+            "generic-plan",
+            "replica-lag",
+        ],
     )
     parser.add_argument("--db", choices=["sqlite", "postgresql", "mysql"], default="postgresql")
     parser.add_argument("--rows", type=int, default=100_000, help="rows to load (default 100000)")
@@ -27,6 +42,8 @@ def main() -> None:
     rows, repetitions = (5_000, 5) if args.quick else (args.rows, args.repetitions)
     if args.scenario == "orm":
         asyncio.run(orm(args.db, quick=args.quick))
+    elif args.scenario == "replica-lag":
+        asyncio.run(replica_lag.main(repetitions, save_results=not args.quick))
     elif args.scenario == "generic-plan":
         asyncio.run(generic_plan.main(rows, repetitions, save_results=not args.quick))
     elif args.scenario == "page-with-total":

@@ -26,6 +26,7 @@ from fastapi import FastAPI, Request
 from httpx import ASGITransport, AsyncClient
 from sqlalchemy import delete
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 from sqlmodel import SQLModel
@@ -322,4 +323,49 @@ async def pgbouncer_url(request: pytest.FixtureRequest, backend: Backend) -> str
         await connection.close()
     except Exception as exc:
         unavailable(f"{type(exc).__name__}: {exc}")
+    return url.render_as_string(hide_password=False)
+
+
+# ---------------------------------------------------------------- a streaming replica (PostgreSQL)
+
+REPLICA_URL_ENV = "TEST_REPLICA_URL"
+
+
+@pytest_asyncio.fixture(scope="session")
+async def replica_url(request: pytest.FixtureRequest, backend: Backend) -> str:
+    """This run's PostgreSQL database on the hot standby that TEST_REPLICA_URL names
+    (`.ci/replica` starts one). The database reaches the standby by replication, so this waits
+    until it is there. Skipped when unset, failed when required."""
+    assert backend.name == "postgresql", "mark the test @pytest.mark.backends('postgresql')"
+
+    def unavailable(reason: str) -> None:
+        message = f"replica unavailable: {reason}"
+        if backends_required(request.config):
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+
+    raw_url = os.environ.get(REPLICA_URL_ENV)
+    if not raw_url:
+        unavailable(f"{REPLICA_URL_ENV} is not set")
+    url = make_url(str(raw_url)).set(database=backend.url.database)
+    engine = create_async_engine(url, poolclass=NullPool)
+    try:
+        async with asyncio.timeout(30):
+            while True:
+                try:
+                    async with engine.connect() as connection:
+                        standby = (
+                            await connection.exec_driver_sql("SELECT pg_is_in_recovery()")
+                        ).scalar_one()
+                    break
+                except DBAPIError as exc:
+                    if "does not exist" not in str(exc):  # not replicated yet: wait
+                        raise
+                await asyncio.sleep(0.1)
+    except Exception as exc:
+        unavailable(f"{type(exc).__name__}: {exc}")
+    finally:
+        await engine.dispose()
+    if not standby:
+        unavailable(f"{REPLICA_URL_ENV} is not a standby (pg_is_in_recovery() is false)")
     return url.render_as_string(hide_password=False)
