@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 import pytest_asyncio
@@ -66,6 +66,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def backends_required(config: pytest.Config) -> bool:
     return bool(config.getoption("--require-db")) or os.environ.get("CI", "").lower() == "true"
+
+
+def unavailable(config: pytest.Config, message: str) -> NoReturn:
+    """Skip locally; fail when backends are required (--require-db, CI=true)."""
+    if backends_required(config):
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
 
 
 def selected_backends(config: pytest.Config) -> list[str]:
@@ -124,21 +131,15 @@ async def backend(
         yield Backend(name, make_url(f"sqlite+aiosqlite:///{path}"))
         return
 
-    def unavailable(reason: str) -> None:
-        message = f"{name} backend unavailable: {reason}"
-        if backends_required(request.config):
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
-
     env = SERVER_URL_ENV[name]
     raw_url = os.environ.get(env)
     if not raw_url:
-        unavailable(f"{env} is not set")
+        unavailable(request.config, f"{name} backend unavailable: {env} is not set")
     server_url = make_url(str(raw_url))
     try:
         database = await create_database(name, server_url)
     except Exception as exc:  # any failure to create the database means the server is unusable
-        unavailable(f"{type(exc).__name__}: {exc}")
+        unavailable(request.config, f"{name} backend unavailable: {type(exc).__name__}: {exc}")
     try:
         yield Backend(name, server_url.set(database=database), server_url)
     finally:
@@ -301,19 +302,15 @@ async def pgbouncer_url(request: pytest.FixtureRequest, backend: Backend) -> str
     """
     assert backend.name == "postgresql", "mark the test @pytest.mark.backends('postgresql')"
 
-    def unavailable(reason: str) -> None:
-        message = f"PgBouncer unavailable: {reason}"
-        if backends_required(request.config):
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
-
     raw_url = os.environ.get(PGBOUNCER_URL_ENV)
     if not raw_url:
-        unavailable(f"{PGBOUNCER_URL_ENV} is not set")
+        unavailable(request.config, f"PgBouncer unavailable: {PGBOUNCER_URL_ENV} is not set")
     url = make_url(str(raw_url)).set(database=backend.url.database)
     if url.username != backend.url.username:
         unavailable(
-            f"{PGBOUNCER_URL_ENV} must log in as {backend.url.username!r}, the tables' owner"
+            request.config,
+            f"PgBouncer unavailable: {PGBOUNCER_URL_ENV} must log in as"
+            f" {backend.url.username!r}, the tables' owner",
         )
     import asyncpg  # type: ignore[import-untyped]  # the PostgreSQL driver: only needed here
 
@@ -322,7 +319,7 @@ async def pgbouncer_url(request: pytest.FixtureRequest, backend: Backend) -> str
         connection = await asyncpg.connect(plain, timeout=CONNECT_TIMEOUT, statement_cache_size=0)
         await connection.close()
     except Exception as exc:
-        unavailable(f"{type(exc).__name__}: {exc}")
+        unavailable(request.config, f"PgBouncer unavailable: {type(exc).__name__}: {exc}")
     return url.render_as_string(hide_password=False)
 
 
@@ -338,15 +335,9 @@ async def replica_url(request: pytest.FixtureRequest, backend: Backend) -> str:
     until it is there. Skipped when unset, failed when required."""
     assert backend.name == "postgresql", "mark the test @pytest.mark.backends('postgresql')"
 
-    def unavailable(reason: str) -> None:
-        message = f"replica unavailable: {reason}"
-        if backends_required(request.config):
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
-
     raw_url = os.environ.get(REPLICA_URL_ENV)
     if not raw_url:
-        unavailable(f"{REPLICA_URL_ENV} is not set")
+        unavailable(request.config, f"replica unavailable: {REPLICA_URL_ENV} is not set")
     url = make_url(str(raw_url)).set(database=backend.url.database)
     engine = create_async_engine(url, poolclass=NullPool)
     try:
@@ -363,9 +354,13 @@ async def replica_url(request: pytest.FixtureRequest, backend: Backend) -> str:
                         raise
                 await asyncio.sleep(0.1)
     except Exception as exc:
-        unavailable(f"{type(exc).__name__}: {exc}")
+        unavailable(request.config, f"replica unavailable: {type(exc).__name__}: {exc}")
     finally:
         await engine.dispose()
     if not standby:
-        unavailable(f"{REPLICA_URL_ENV} is not a standby (pg_is_in_recovery() is false)")
+        unavailable(
+            request.config,
+            f"replica unavailable: {REPLICA_URL_ENV} is not a standby"
+            " (pg_is_in_recovery() is false)",
+        )
     return url.render_as_string(hide_password=False)
