@@ -89,8 +89,7 @@ class ServiceBase(Generic[ModelT, CreateT, UpdateT]):
         return "mysql" if name == "mariadb" else name
 
     def _scope(self, include_deleted: bool) -> list[sa.ColumnElement[bool]]:
-        """Conditions every read and bulk write adds. SoftDelete adds `deleted_at IS NULL`
-        unless include_deleted; without it the flag changes nothing."""
+        """Conditions every read and bulk write adds (SoftDelete: deleted_at IS NULL)."""
         return []
 
     def _bump(self) -> dict[Any, Any]:
