@@ -28,13 +28,14 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from benchmarks.load import ROOT, free_port, wait_until_healthy
 from examples.app.api.deps import SessionDep
 from examples.app.db import (
+    READ_ONLY,
     configure_sqlite,
     create_engine,
-    create_routing_session_factory,
     log_slow_queries,
 )
 from examples.app.main import create_app
 from examples.app.models import Hero
+from examples.app.replicas import create_routing_session_factory
 from examples.app.settings import Settings, postgres_url
 from examples.testing import StatementLog, counting_statements
 from tests.conftest import CURSOR_SECRET, Backend, LiveApp, LiveAppFactory
@@ -873,8 +874,10 @@ async def traced_app(backend: Backend) -> AsyncIterator[AsyncClient]:
 
     @app.get("/_traced")
     async def traced(request: Request, marker: str) -> None:
-        for kind in ("session_factory", "read_session_factory"):  # primary, replica
-            async with getattr(request.state, kind)() as session:
+        primary = request.state.session_factory
+        replica = await request.state.reads.session(primary, execution_options=READ_ONLY)
+        for kind, session in (("primary", primary()), ("replica", replica)):
+            async with session:
                 connection = await session.connection()
                 await connection.execute(text(f"SELECT '{marker} {kind}'"))
 
@@ -902,7 +905,7 @@ async def test_opentelemetry_traces_every_engine_of_every_app(backend: Backend) 
     spans = exporter.get_finished_spans()
     statements = {str((span.attributes or {}).get("db.statement")) for span in spans}
     for marker in ("first", "second", "later"):
-        for kind in ("session_factory", "read_session_factory"):
+        for kind in ("primary", "replica"):
             assert f"SELECT '{marker} {kind}'" in statements, (marker, kind, statements)
     assert any("FROM hero" in statement for statement in statements)  # the app's own queries
     assert not SQLAlchemyInstrumentor().is_instrumented_by_opentelemetry  # untraced at shutdown

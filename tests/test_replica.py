@@ -5,13 +5,24 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import pytest
+from asgi_lifespan import LifespanManager
+from httpx import ASGITransport, AsyncClient
+from pydantic import SecretStr
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlmodel import col, delete, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from examples.app.db import create_engine, create_routing_session_factory, create_session_factory
-from examples.app.models import Team
+from examples.app.db import (
+    ReplicaReads,
+    create_engine,
+    create_session_factory,
+)
+from examples.app.main import create_app
+from examples.app.models import Hero, Team
+from examples.app.replicas import create_routing_session_factory
 from examples.servicebase.transactions import unit_of_work
 from tests.conftest import Backend
 
@@ -93,3 +104,77 @@ async def test_a_lagging_standby_serves_stale_reads_and_the_primary_does_not(
             await asyncio.sleep(0.01)
         else:
             pytest.fail("the standby never replayed the commit")
+
+
+@asynccontextmanager
+async def app_reading_from(backend: Backend, replica_url: str) -> AsyncIterator[AsyncClient]:
+    settings = backend.settings().model_copy(update={"read_replica_url": SecretStr(replica_url)})
+    async with (
+        LifespanManager(create_app(settings)) as manager,
+        AsyncClient(transport=ASGITransport(app=manager.app), base_url="http://test") as client,
+    ):
+        yield client
+
+
+async def listed_names(client: AsyncClient) -> list[str]:
+    response = await client.get("/heroes")
+    assert response.status_code == 200, response.text
+    return [hero["name"] for hero in response.json()["items"]]
+
+
+async def test_the_list_endpoint_reads_the_replica_and_the_primary_when_it_is_down(
+    backend: Backend, replica_url: str
+) -> None:
+    async with primary_and_replica(backend, replica_url) as (primary, replica):
+        async with app_reading_from(backend, replica_url) as client:
+            async with replica.connect() as standby:
+                await standby.exec_driver_sql("SELECT pg_wal_replay_pause()")
+                try:
+                    hero = {"name": "Echo", "secret_name": "e"}
+                    created = await client.post("/heroes", json=hero)
+                    assert created.status_code == 201, created.text
+                    assert await listed_names(client) == []  # the list: the paused standby
+                    detail = await client.get(f"/heroes/{created.json()['id']}")
+                    assert detail.status_code == 200  # a detail, then If-Match: the primary
+                finally:
+                    await standby.exec_driver_sql("SELECT pg_wal_replay_resume()")
+            for _ in range(1000):
+                if await listed_names(client) == ["Echo"]:
+                    break
+                await asyncio.sleep(0.01)
+            else:
+                pytest.fail("the standby never replayed the hero")
+            ready = (await client.get("/health/ready")).json()
+            assert (ready["database"], ready["replica"]) == ("ok", "ok")
+
+        down = make_url(replica_url).set(port=1).render_as_string(hide_password=False)
+        async with app_reading_from(backend, down) as client:
+            assert await listed_names(client) == ["Echo"]  # from the primary
+            assert await listed_names(client) == ["Echo"]  # again, without trying the replica
+            ready = await client.get("/health/ready")
+            assert ready.status_code == 200  # reads still work: the pod stays in service
+            assert ready.json()["replica"] == "ConnectionRefusedError 111"  # errno, no host
+        async with unit_of_work(create_session_factory(primary)) as session:
+            await session.exec(delete(Hero))
+
+
+async def test_a_replica_that_refuses_is_skipped_for_the_cooldown(backend: Backend) -> None:
+    primary = create_engine(backend.settings())
+    down_url = backend.url.set(port=1).render_as_string(hide_password=False)
+    down = create_engine(backend.settings(), down_url)
+    attempts: list[object] = []
+    event.listen(down.sync_engine, "do_connect", lambda *args: attempts.append(args))
+    reads = ReplicaReads(create_session_factory(down), cooldown=60)
+    try:
+        for _ in range(3):
+            async with await reads.session(create_session_factory(primary)) as session:
+                assert (await session.exec(IN_RECOVERY)).one() is False  # the primary
+        assert len(attempts) == 1  # tried once, then skipped for the cooldown
+        assert reads.last_error == "ConnectionRefusedError"
+        reads.skip_until = 0  # the cooldown is over: tried again
+        async with await reads.session(create_session_factory(primary)):
+            pass
+        assert len(attempts) == 2
+    finally:
+        await primary.dispose()
+        await down.dispose()

@@ -7,11 +7,11 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from sqlalchemy import Select, event, text
+from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import NullPool, Pool, StaticPool
-from sqlmodel import Session
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from examples.app.settings import Settings
@@ -144,13 +144,11 @@ def configure_sqlite(
 
     @event.listens_for(engine.sync_engine, "begin")
     def on_begin(conn: Any) -> None:
-        # IMMEDIATE takes the write lock up front: a read-then-write transaction can't fail with
-        # "database is locked" when another writer got there first (busy_timeout doesn't cover
-        # that upgrade). Units opened with READ_ONLY begin DEFERRED: no lock, reads run in parallel.
+        # IMMEDIATE takes the write lock up front: a read-then-write unit can't fail with
+        # "database is locked" (busy_timeout doesn't cover that upgrade). READ_ONLY units begin
+        # DEFERRED (reads in parallel) and refuse writes: "attempt to write a readonly database".
+        # query_only stays on the pooled connection: switched only when the unit's kind changes.
         options = conn.get_execution_options()
-        # And a READ_ONLY unit refuses writes, every time, not only under contention: "attempt to
-        # write a readonly database". query_only stays on the pooled connection: switch it when
-        # the unit's kind changes (one PRAGMA then; none between units of the same kind).
         query_only = options.get("sqlite_query_only", False)
         info = conn.connection.info
         if info.get("query_only", False) != query_only:
@@ -185,6 +183,7 @@ def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSessi
 
 
 # --8<-- [start:slow_queries]
+logger = logging.getLogger(__name__)
 slow_query_log = logging.getLogger("examples.app.slow_queries")
 
 
@@ -251,33 +250,40 @@ async def check_connection_budget(engine: AsyncEngine, settings: Settings) -> No
 # --8<-- [end:connection_budget]
 
 
-# --8<-- [start:read_replica]
-class RoutingSession(Session):
-    """Plain SELECTs go to the replica until the unit of work writes, flushes or locks rows
-    (FOR UPDATE); from then on every statement of the session goes to the primary."""
+# --8<-- [start:replica_fallback]
+class ReplicaReads:
+    """Sessions for read-only endpoints: the replica's, or the primary's while it is down
+    (skipped for `cooldown` seconds after a failed connect: no read waits on a dead host)."""
 
-    def get_bind(self, mapper: Any = None, clause: Any = None, **kw: Any) -> Any:
-        engines: dict[str, Any] = self.info["engines"]
-        plain_read = isinstance(clause, Select) and clause._for_update_arg is None
-        if self._flushing or not plain_read:
-            self.info["primary"] = True  # sticky: read your own writes, keep your locks
-        return engines["primary" if self.info.get("primary") else "replica"]
+    def __init__(
+        self, replica: async_sessionmaker[AsyncSession] | None, cooldown: float = 5.0
+    ) -> None:
+        self.replica = replica
+        self.cooldown = cooldown
+        self.skip_until = 0.0
+        self.last_error: str | None = None
+
+    async def session(
+        self, primary: async_sessionmaker[AsyncSession], **options: Any
+    ) -> AsyncSession:
+        """A session with its connection already open (and its transaction begun)."""
+        if self.replica is not None and time.monotonic() >= self.skip_until:
+            session = self.replica(**options)
+            try:
+                await session.connection()  # connect now: a dead replica fails here, not later
+            except (OSError, DBAPIError, TimeoutError) as error:
+                await session.close()
+                self.skip_until = time.monotonic() + self.cooldown
+                self.last_error = type(error).__name__
+                logger.warning(
+                    "replica unavailable (%s): reading from the primary", self.last_error
+                )
+            else:
+                return session
+        return primary(**options)
 
 
-def create_routing_session_factory(
-    primary: AsyncEngine, replica: AsyncEngine
-) -> async_sessionmaker[AsyncSession]:
-    # A unit that reads in order to write (get, then update) must read the primary too: a
-    # lagging replica gives it a stale row. Open it with factory(info={"primary": True}).
-    return async_sessionmaker(
-        class_=AsyncSession,
-        sync_session_class=RoutingSession,
-        expire_on_commit=False,
-        info={"engines": {"primary": primary.sync_engine, "replica": replica.sync_engine}},
-    )
-
-
-# --8<-- [end:read_replica]
+# --8<-- [end:replica_fallback]
 
 
 # --8<-- [start:opentelemetry]

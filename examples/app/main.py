@@ -15,6 +15,7 @@ from examples.app.api import admin, health, heroes, powers, teams
 from examples.app.api.deps import cursor_secret
 from examples.app.api.health import failure
 from examples.app.db import (
+    ReplicaReads,
     check_connection_budget,
     create_engine,
     create_session_factory,
@@ -34,7 +35,8 @@ class AppState(TypedDict):
     settings: Settings
     engine: AsyncEngine
     session_factory: async_sessionmaker[AsyncSession]
-    read_session_factory: async_sessionmaker[AsyncSession]  # the replica's, or the primary's
+    replica_engine: AsyncEngine | None
+    reads: ReplicaReads  # read-only endpoints' sessions (replica, else primary)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -51,13 +53,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             trace_with_opentelemetry(*engines)  # all of them: the replica too
         try:
             try:
-                # Bounded: a host that never answers would hold startup for the driver's own
-                # connect timeout (asyncpg: 60 s).
+                # Bounded: a silent host would hold startup for asyncpg's own 60 s.
                 async with asyncio.timeout(settings.connect_timeout):
                     await check_connection_budget(engine, settings)
             except (OSError, DBAPIError, TimeoutError) as error:
-                # Start anyway: /health/ready reports 503 until the database answers. Down, or
-                # misconfigured (a wrong database name or password): the log says which.
+                # Start anyway: /health/ready says 503 until the database answers; the log why.
                 logger.warning("database unavailable at startup: %s", failure(error), exc_info=True)
             for each in engines:
                 log_slow_queries(each, settings.slow_query_ms)
@@ -66,7 +66,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "settings": settings,
                 "engine": engine,
                 "session_factory": create_session_factory(engine),
-                "read_session_factory": create_session_factory(replica or engine),
+                "replica_engine": replica,
+                "reads": ReplicaReads(create_session_factory(replica) if replica else None),
             }
         finally:
             if settings.opentelemetry:

@@ -7,7 +7,7 @@ from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from examples.app.db import READ_ONLY
+from examples.app.db import READ_ONLY, ReplicaReads
 from examples.app.middleware import finish_even_if_disconnected
 from examples.app.services import HeroService, PowerService, TeamService
 from examples.app.settings import Settings
@@ -38,6 +38,20 @@ async def get_session(
 # an error response. With the default scope it would run after the client already got a 2xx.
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 # --8<-- [end:session_dependency]
+
+
+# --8<-- [start:read_session_dependency]
+async def get_read_session(
+    request: Request, primary: SessionFactoryDep
+) -> AsyncIterator[AsyncSession]:
+    """For endpoints that only read: the replica when there is one and it answers."""
+    reads: ReplicaReads = request.state.reads
+    async with await reads.session(primary, execution_options=READ_ONLY) as session:
+        yield session  # nothing to commit: closing rolls the read-only transaction back
+
+
+ReadSessionDep = Annotated[AsyncSession, Depends(get_read_session)]
+# --8<-- [end:read_session_dependency]
 
 
 def get_settings(request: Request) -> Settings:
@@ -72,7 +86,12 @@ def get_power_service(session: SessionDep) -> PowerService:
     return PowerService(session)
 
 
+def get_read_hero_service(session: ReadSessionDep, settings: SettingsDep) -> HeroService:
+    return HeroService(session, cursor_secret=cursor_secret(settings))
+
+
 HeroServiceDep = Annotated[HeroService, Depends(get_hero_service)]
+ReadHeroServiceDep = Annotated[HeroService, Depends(get_read_hero_service)]  # list endpoints
 PowerServiceDep = Annotated[PowerService, Depends(get_power_service)]
 TeamServiceDep = Annotated[TeamService, Depends(get_team_service)]
 # --8<-- [end:service_dependencies]

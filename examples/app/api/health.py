@@ -46,16 +46,28 @@ async def ready(request: Request) -> JSONResponse:
     engine: AsyncEngine = request.state.engine
     settings: Settings = request.state.settings
     pool = pool_metrics(engine)  # before our own checkout
+    database = await answers(engine, settings.health_timeout)
+    body: dict[str, Any] = {"database": database, "pool": pool}
+    replica: AsyncEngine | None = request.state.replica_engine
+    if replica is not None:  # reported, not decisive: reads fall back to the primary
+        body["replica"] = await answers(replica, settings.health_timeout)
+    if database != "ok":
+        body = {"status": "unavailable", **body}
+        return JSONResponse(body, status_code=503, headers={"Retry-After": "1"})
+    return JSONResponse({"status": "ok", **body})
+
+
+async def answers(engine: AsyncEngine, seconds: float) -> str:
+    """ "ok", or the kind of failure: down, no answer, pool full, misconfigured (a wrong
+    database or password)."""
     try:
         # Shorter than pool_timeout: a full pool or a dead server answers 503 in seconds.
-        async with asyncio.timeout(settings.health_timeout), engine.connect() as connection:
+        async with asyncio.timeout(seconds), engine.connect() as connection:
             await connection.execution_options(**READ_ONLY)  # SQLite: don't wait for writers
             await connection.execute(text("SELECT 1"))
     except (TimeoutError, PoolTimeoutError, DBAPIError, OSError) as error:
-        # Down, no answer, pool full, or misconfigured (wrong database, password): say which kind.
-        body = {"status": "unavailable", "database": failure(error), "pool": pool}
-        return JSONResponse(body, status_code=503, headers={"Retry-After": "1"})
-    return JSONResponse({"status": "ok", "database": "ok", "pool": pool})
+        return failure(error)
+    return "ok"
 
 
 # --8<-- [end:health]

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from examples.app.api.deps import HeroServiceDep, SessionFactoryDep
+from examples.app.api.deps import HeroServiceDep, ReadHeroServiceDep, SessionFactoryDep
 from examples.app.db import READ_ONLY
 from examples.app.imports import (
     HeroImport,
@@ -66,9 +66,10 @@ async def send_welcome(
 # --8<-- [start:list_endpoint]
 @router.get("", response_model=OffsetPage[HeroDetail])
 async def list_heroes(
-    heroes: HeroServiceDep, query: Annotated[HeroListQuery, Query()]
+    heroes: ReadHeroServiceDep, query: Annotated[HeroListQuery, Query()]
 ) -> Page[Hero]:
-    # The items nest team and powers, loaded by the query: 2 statements, however many rows.
+    # On the read replica when there is one. The items nest team and powers, loaded by the
+    # query: 2 statements, however many rows.
     return await heroes.page(
         hero_filter(query),
         sort=query.sort,
