@@ -6,6 +6,7 @@ database there. Install the compared libraries with `pip install -e ".[bench,pos
 
 import argparse
 import asyncio
+import os
 
 from benchmarks import (
     generic_plan,
@@ -14,6 +15,7 @@ from benchmarks import (
     replica_lag,
     scenarios,
     sqlite_locking,
+    workers,
 )
 from benchmarks.common import save, scratch_database
 
@@ -30,6 +32,7 @@ def main() -> None:
             "sqlite-locking",
             "generic-plan",
             "replica-lag",
+            "workers",
         ],
     )
     parser.add_argument("--db", choices=["sqlite", "postgresql", "mysql"], default="postgresql")
@@ -38,10 +41,21 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=50, help="load: concurrent clients")
     parser.add_argument("--seconds", type=float, default=20.0, help="load: duration")
     parser.add_argument("--quick", action="store_true", help="a smoke run of a few seconds")
+    parser.add_argument(
+        "--pgbouncer", action="store_true", help="workers: through TEST_PGBOUNCER_URL"
+    )
     args = parser.parse_args()
     rows, repetitions = (5_000, 5) if args.quick else (args.rows, args.repetitions)
     if args.scenario == "orm":
         asyncio.run(orm(args.db, quick=args.quick))
+    elif args.scenario == "workers":
+        pgbouncer_url = os.environ["TEST_PGBOUNCER_URL"] if args.pgbouncer else None
+        seconds = 4.0 if args.quick else args.seconds
+        asyncio.run(
+            workers.main(
+                args.clients, seconds, pgbouncer_url=pgbouncer_url, save_results=not args.quick
+            )
+        )
     elif args.scenario == "replica-lag":
         asyncio.run(replica_lag.main(repetitions, save_results=not args.quick))
     elif args.scenario == "generic-plan":

@@ -24,6 +24,7 @@ from examples.app.models import Hero, Team
 from examples.app.settings import Settings
 
 ROOT = Path(__file__).parents[1]
+DROPPED = "Server disconnected without sending a response"
 
 
 def free_port() -> int:
@@ -88,11 +89,17 @@ def list_page(path: str) -> RequestFn:
 
 
 async def drive(
-    base_url: str, clients: int, seconds: float, request: RequestFn = one_request
+    base_url: str,
+    clients: int,
+    seconds: float,
+    request: RequestFn = one_request,
+    *,
+    keepalive: bool = True,
 ) -> dict[str, Any]:
     latencies: list[float] = []
     errors: list[str] = []
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    idle = clients if keepalive else 0  # 0: a new connection per request
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=idle)
     async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=30) as client:
         page = (await client.get("/heroes", params={"limit": 100})).json()
         hero_ids = [hero["id"] for hero in page.get("items", page.get("data", []))]
@@ -121,12 +128,17 @@ async def drive(
         "p50_ms": round(quantiles[49] * 1000, 1),
         "p99_ms": round(quantiles[98] * 1000, 1),
         "errors": len(errors),
+        # Closed by a stopping server before it read the request (no response byte): a client
+        # or proxy may retry these; any other error is a failed request.
+        "dropped_unread": sum(DROPPED in error for error in errors),
         "first_errors": errors[:5],
     }
 
 
-async def graceful_shutdown(base_url: str, server: asyncio.subprocess.Process) -> dict[str, Any]:
-    """SIGTERM while 20 exports stream: they must all finish, and the server exit cleanly."""
+async def graceful_shutdown(
+    base_url: str, server: asyncio.subprocess.Process, signum: int = signal.SIGTERM
+) -> dict[str, Any]:
+    """SIGTERM (or SIGHUP: restart) while 20 exports stream: they must all finish."""
     started = asyncio.Semaphore(0)
     finished = 0
 
@@ -147,7 +159,7 @@ async def graceful_shutdown(base_url: str, server: asyncio.subprocess.Process) -
             for _ in in_flight:
                 await started.acquire()
         streaming = len(in_flight) - finished  # still sending their bodies at SIGTERM
-        server.send_signal(signal.SIGTERM)
+        server.send_signal(signum)
         statuses = await asyncio.gather(*in_flight, return_exceptions=True)
     completed = [status for status in statuses if status == 200]
     return {"in_flight": len(in_flight), "completed": len(completed), "streaming": streaming}

@@ -5,12 +5,14 @@ tight loop of single-row SELECTs). Baseline: one SELECT round trip on the primar
 the same rounds. Needs TEST_POSTGRES_URL and TEST_REPLICA_URL (`.ci/replica` starts a standby).
 """
 
+import asyncio
 import os
 import statistics
 import time
 from typing import Any
 
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlmodel import SQLModel, col, select
 
 from benchmarks.common import save, scratch_database
@@ -32,6 +34,7 @@ async def main(rounds: int, *, save_results: bool = True) -> dict[str, Any]:
         try:
             async with primary.begin() as connection:
                 await connection.run_sync(SQLModel.metadata.create_all)
+            await replicated(replica)
             results = await measure(primary, replica, rounds)
         finally:
             await primary.dispose()
@@ -39,6 +42,18 @@ async def main(rounds: int, *, save_results: bool = True) -> dict[str, Any]:
     if save_results:
         print(f"saved {save('replica-lag', 'postgresql', results)}")
     return results
+
+
+async def replicated(replica: Any) -> None:
+    """Wait until the new database and its tables have reached the standby."""
+    for _ in range(300):
+        try:
+            async with replica.connect() as connection:
+                await connection.exec_driver_sql("SELECT 1 FROM team LIMIT 1")
+            return
+        except DBAPIError:  # database "..." does not exist, relation "team" does not exist
+            await asyncio.sleep(0.1)
+    raise SystemExit("the standby never received the benchmark's database")
 
 
 async def measure(primary: Any, replica: Any, rounds: int) -> dict[str, Any]:

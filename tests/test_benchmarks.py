@@ -1,6 +1,7 @@
 """The benchmark scripts stay runnable: a tiny run of each (timings are not checked here)."""
 
 import signal
+from typing import Any
 
 import pytest
 
@@ -11,6 +12,7 @@ from benchmarks import (
     replica_lag,
     scenarios,
     sqlite_locking,
+    workers,
 )
 from tests.conftest import Backend
 
@@ -94,3 +96,29 @@ async def test_replica_lag_benchmark_sees_every_commit_on_the_standby() -> None:
     results = await replica_lag.main(rounds=5, save_results=False)
     assert results["rounds"] == 5
     assert 0 < results["lag_median_ms"] < 5_000
+
+
+def check_workers(results: dict[str, Any]) -> None:
+    # No request failed, also while every worker restarted; some may have been closed unread by
+    # a stopping worker (no response byte: the client may retry), and they are counted.
+    assert results["failed"] == 0, results["first_errors"]
+    in_flight = results["restart_in_flight"]
+    assert in_flight["completed"] == in_flight["in_flight"] == 20  # streaming at SIGHUP: finished
+    assert workers.WORKERS < results["peak_connections"] <= results["budget"], results
+    assert len(results["pids_after"]) == workers.WORKERS
+    assert not set(results["pids_after"]) & set(results["pids_before"])  # all replaced
+    assert results["clean_log"]
+
+
+@pytest.mark.backends("postgresql")
+@pytest.mark.usefixtures("backend")
+async def test_several_workers_stay_within_their_pools_and_restart_cleanly() -> None:
+    check_workers(await workers.main(clients=30, seconds=4, save_results=False))
+
+
+@pytest.mark.backends("postgresql")
+async def test_several_workers_behind_pgbouncer_stay_within_its_pool(pgbouncer_url: str) -> None:
+    results = await workers.main(
+        clients=30, seconds=4, pgbouncer_url=pgbouncer_url, save_results=False
+    )
+    check_workers(results)

@@ -224,11 +224,15 @@ def log_slow_queries(engine: AsyncEngine, threshold_ms: float) -> None:
 
 # --8<-- [start:connection_budget]
 async def check_connection_budget(engine: AsyncEngine, settings: Settings) -> None:
-    """Refuse to start when every worker's full pool would exceed the server's connections."""
+    """Refuse to start when every worker's full pool would exceed the server's connections.
+
+    One worker more than configured: a rolling restart (uvicorn's SIGHUP) starts each
+    replacement before it stops the old worker.
+    """
     dialect = engine.dialect.name
     if dialect == "sqlite" or settings.pgbouncer:
         return
-    needed = settings.workers * (settings.pool_size + settings.max_overflow)
+    needed = (settings.workers + 1) * (settings.pool_size + settings.max_overflow)
     async with engine.connect() as connection:
         if dialect == "postgresql":
             row = await connection.execute(
@@ -242,8 +246,9 @@ async def check_connection_budget(engine: AsyncEngine, settings: Settings) -> No
         available = int(row.scalar_one())
     if needed > available:
         raise RuntimeError(
-            f"{settings.workers} workers x (pool_size {settings.pool_size} + max_overflow "
-            f"{settings.max_overflow}) = {needed} connections, but the server allows {available}"
+            f"({settings.workers} workers + 1 restarting) x (pool_size {settings.pool_size}"
+            f" + max_overflow {settings.max_overflow}) = {needed} connections, but the server"
+            f" allows {available}"
         )
 
 

@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from pydantic import SecretStr, model_validator
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import URL
 
@@ -23,7 +23,9 @@ class Settings(BaseSettings):
     max_overflow: int = 10
     pool_timeout: float = 10.0  # seconds to wait for a free connection, then a 503
     pool_recycle: int = 1800  # below MySQL's wait_timeout and load balancers' idle timeouts
-    workers: int = 1  # processes sharing the server: their pools must fit max_connections
+    # Processes sharing the server: their pools must fit max_connections. WEB_CONCURRENCY is what
+    # uvicorn and gunicorn take as their worker count: set it once, both agree.
+    workers: int = Field(default=1, validation_alias=AliasChoices("workers", "web_concurrency"))
     pgbouncer: bool = False  # PostgreSQL behind a transaction-mode pooler (or serverless)
 
     application_name: str = "async-sqlmodel"  # how the app's sessions appear on the server
