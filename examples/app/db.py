@@ -88,8 +88,7 @@ def create_engine(
             "pool_size": settings.pool_size,
             "max_overflow": settings.max_overflow,
             "pool_timeout": settings.pool_timeout,
-            # Reuse the hottest connections, so a server or proxy idle timeout can close the
-            # rarely used extras (the pool itself never closes idle connections).
+            # Reuse the hottest connections: an idle timeout can close the rarely used extras.
             "pool_use_lifo": True,
         }
     engine = create_async_engine(database_url, connect_args=connect_args, **options)
@@ -224,11 +223,8 @@ def log_slow_queries(engine: AsyncEngine, threshold_ms: float) -> None:
 
 # --8<-- [start:connection_budget]
 async def check_connection_budget(engine: AsyncEngine, settings: Settings) -> None:
-    """Refuse to start when every worker's full pool would exceed the server's connections.
-
-    One worker more than configured: a rolling restart (uvicorn's SIGHUP) starts each
-    replacement before it stops the old worker.
-    """
+    """Refuse to start when all full pools would exceed the server's connections; one worker
+    more than configured, as a rolling restart runs each replacement beside the old one."""
     dialect = engine.dialect.name
     if dialect == "sqlite" or settings.pgbouncer:
         return

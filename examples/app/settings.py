@@ -23,8 +23,7 @@ class Settings(BaseSettings):
     max_overflow: int = 10
     pool_timeout: float = 10.0  # seconds to wait for a free connection, then a 503
     pool_recycle: int = 1800  # below MySQL's wait_timeout and load balancers' idle timeouts
-    # Processes sharing the server: their pools must fit max_connections. WEB_CONCURRENCY is what
-    # uvicorn and gunicorn take as their worker count: set it once, both agree.
+    # Processes sharing the server (their pools must fit it); WEB_CONCURRENCY: uvicorn's too.
     workers: int = Field(default=1, validation_alias=AliasChoices("workers", "web_concurrency"))
     pgbouncer: bool = False  # PostgreSQL behind a transaction-mode pooler (or serverless)
 

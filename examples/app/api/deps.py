@@ -29,8 +29,7 @@ async def get_session(
     options = READ_ONLY if request.method in ("GET", "HEAD") else {}
     async with session_factory(execution_options=options) as session, session.begin():
         yield session  # commits after the endpoint (and serialisation); rolls back on error
-        # COMMIT next: a client that leaves now no longer cancels the request. Cancelled, a
-        # COMMIT already sent may land or not; finished, it lands and background tasks run.
+        # COMMIT next: a client leaving now no longer cancels it (a cancelled COMMIT may land).
         finish_even_if_disconnected(request.scope)
 
 

@@ -49,7 +49,7 @@ async def ready(request: Request) -> JSONResponse:
     database = await answers(engine, settings.health_timeout)
     body: dict[str, Any] = {"database": database, "pool": pool}
     replica: AsyncEngine | None = request.state.replica_engine
-    if replica is not None:  # reported, not decisive: reads fall back to the primary
+    if replica is not None:  # not decisive: reads fall back to the primary
         body["replica"] = await answers(replica, settings.health_timeout)
     if database != "ok":
         body = {"status": "unavailable", **body}
@@ -58,8 +58,7 @@ async def ready(request: Request) -> JSONResponse:
 
 
 async def answers(engine: AsyncEngine, seconds: float) -> str:
-    """ "ok", or the kind of failure: down, no answer, pool full, misconfigured (a wrong
-    database or password)."""
+    """ "ok", or the kind of failure (down, no answer, pool full, wrong database or password)."""
     try:
         # Shorter than pool_timeout: a full pool or a dead server answers 503 in seconds.
         async with asyncio.timeout(seconds), engine.connect() as connection:
