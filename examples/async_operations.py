@@ -8,10 +8,10 @@ import tempfile
 import uuid
 from collections.abc import AsyncIterator, Sequence
 
-from sqlalchemy import text
+from sqlalchemy import orm, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import async_sessionmaker
-from sqlmodel import SQLModel, col, delete, func, select, update
+from sqlmodel import Session, SQLModel, col, delete, func, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from examples.app.db import create_engine, create_session_factory
@@ -134,6 +134,31 @@ async def transfer_age(
 
 
 # --8<-- [end:retry]
+
+
+# --8<-- [start:run_sync]
+def team_sizes(session: Session) -> dict[str, int]:
+    """Sync code written for a plain Session (a report, a legacy module, a sync library)."""
+    statement = (
+        select(Team.name, func.count(col(Hero.id)))
+        .join(Hero, isouter=True)
+        .group_by(col(Team.name))
+        .order_by(col(Team.name))
+    )
+    return {name: count for name, count in session.exec(statement).all()}
+
+
+async def team_sizes_from_async(session: AsyncSession) -> dict[str, int]:
+    # run_sync hands the AsyncSession's own sync Session to the function, in its transaction.
+    # It is SQLModel's Session, but typed as SQLAlchemy's: mypy refuses team_sizes as it is.
+    def run(sync_session: orm.Session) -> dict[str, int]:
+        assert isinstance(sync_session, Session)
+        return team_sizes(sync_session)
+
+    return await session.run_sync(run)
+
+
+# --8<-- [end:run_sync]
 
 
 # --8<-- [start:serializable]

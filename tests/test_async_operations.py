@@ -33,6 +33,7 @@ from examples.async_operations import (
     retire_everyone_older_than,
     retire_if_covered,
     stream_hero_names,
+    team_sizes_from_async,
     transfer_age,
 )
 from examples.async_operations import main as async_operations_main
@@ -356,3 +357,16 @@ async def test_using_a_session_after_a_failed_flush(session: AsyncSession) -> No
 
 async def test_walkthrough_runs() -> None:
     await async_operations_main()
+
+
+async def test_sync_code_runs_in_the_async_session(
+    session_factory: async_sessionmaker[AsyncSession],
+) -> None:
+    async with unit_of_work(session_factory) as session:
+        team = Team(name="Sync", headquarters="HQ")
+        session.add_all([team, Team(name="Empty", headquarters="HQ")])
+        await session.flush()
+        session.add_all([Hero(name=n, secret_name=n, team_id=team.id) for n in ("A", "B")])
+        await session.flush()
+        # In the unit's own transaction: it sees the rows flushed but not committed.
+        assert await team_sizes_from_async(session) == {"Empty": 0, "Sync": 2}
