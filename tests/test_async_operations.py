@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 from httpx import AsyncClient
-from sqlalchemy import delete
+from sqlalchemy import delete, orm
 from sqlalchemy.exc import (
     IntegrityError,
     InvalidRequestError,
@@ -370,3 +370,10 @@ async def test_sync_code_runs_in_the_async_session(
         await session.flush()
         # In the unit's own transaction: it sees the rows flushed but not committed.
         assert await team_sizes_from_async(session) == {"Empty": 0, "Sync": 2}
+
+        def lazy_team(sync_session: orm.Session) -> object:
+            hero = sync_session.scalars(select(Hero).limit(1)).one()
+            return hero.team  # no implicit load here either: lazy="raise"
+
+        with pytest.raises(InvalidRequestError, match="lazy='raise'"):
+            await session.run_sync(lazy_team)
