@@ -9,6 +9,7 @@ import asyncio
 import os
 
 from benchmarks import (
+    drivers,
     generic_plan,
     load,
     page_with_total,
@@ -33,6 +34,7 @@ def main() -> None:
             "generic-plan",
             "replica-lag",
             "workers",
+            "drivers",
         ],
     )
     parser.add_argument("--db", choices=["sqlite", "postgresql", "mysql"], default="postgresql")
@@ -48,6 +50,8 @@ def main() -> None:
     rows, repetitions = (5_000, 5) if args.quick else (args.rows, args.repetitions)
     if args.scenario == "orm":
         asyncio.run(orm(args.db, quick=args.quick))
+    elif args.scenario == "drivers":
+        asyncio.run(drivers.main(rows, repetitions, save_results=not args.quick))
     elif args.scenario == "workers":
         pgbouncer_url = os.environ["TEST_PGBOUNCER_URL"] if args.pgbouncer else None
         seconds = 4.0 if args.quick else args.seconds

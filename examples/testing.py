@@ -156,16 +156,11 @@ def counting_statements(engine: AsyncEngine) -> Iterator[StatementLog]:
 async def app_client(
     app: FastAPI, session: AsyncSession, session_factory_dependency: Callable[..., Any]
 ) -> AsyncIterator[AsyncClient]:
-    """The app over HTTP, in-process, with its lifespan running.
-
-    `session_factory_dependency` is the app's dependency returning its async_sessionmaker.
-
-    Every session the app opens (requests, background tasks, streams) joins the test session's
-    transaction on its connection, so their commits release savepoints and nothing stays.
-    That one connection can't serve two requests at once: requests run one at a time (a lock),
-    so asyncio.gather over requests works but is not concurrent. Test real concurrency with
-    real commits. httpx's ASGITransport alone would not run the lifespan: LifespanManager does.
-    """
+    """The app over HTTP, in-process, with its lifespan running (LifespanManager: httpx's
+    ASGITransport alone wouldn't run it). `session_factory_dependency` returns the app's
+    async_sessionmaker. Every session the app opens joins the test session's transaction on its
+    one connection, so commits release savepoints and nothing stays; requests run one at a time
+    (a lock): test real concurrency with real commits."""
     app.dependency_overrides[session_factory_dependency] = lambda: async_sessionmaker(
         bind=session.bind,
         class_=AsyncSession,

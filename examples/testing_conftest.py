@@ -1,9 +1,5 @@
-"""A tests/conftest.py for a project with one database: copy it and rename the app imports.
-
-TEST_DATABASE_URL names the server (and a base name); every run gets its own database, built
-by the app's Alembic revisions, and every test a session whose changes are rolled back.
-`examples/testing.py` is the support module it imports (copy it as tests/support.py).
-"""
+"""tests/conftest.py for a one-database project (rename the app imports; testing.py is
+tests/support.py). TEST_DATABASE_URL names the server: each run gets its own database."""
 
 import os
 from collections.abc import AsyncIterator

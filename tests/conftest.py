@@ -42,8 +42,19 @@ from examples.pitfalls import pitfall_router
 from examples.servicebase.transactions import unit_of_work
 from examples.testing import app_client, rolled_back_session, run_database_url
 
-BACKENDS = ("sqlite", "postgresql", "mysql")
-SERVER_URL_ENV = {"postgresql": "TEST_POSTGRES_URL", "mysql": "TEST_MYSQL_URL"}
+# "psycopg" is PostgreSQL through psycopg 3 instead of asyncpg: its tests see backend.name
+# "postgresql" (the dialect), so every PostgreSQL branch applies to both drivers.
+BACKENDS = ("sqlite", "postgresql", "mysql", "psycopg")
+SERVER_URL_ENV = {
+    "postgresql": "TEST_POSTGRES_URL",
+    "mysql": "TEST_MYSQL_URL",
+    "psycopg": "TEST_PSYCOPG_URL",
+}
+# The driver's own exception class names, as logs and /health name them (never the message).
+POSTGRES_ERROR = {
+    "asyncpg": {"cancelled": "QueryCanceledError"},
+    "psycopg": {"cancelled": "QueryCanceled"},
+}
 CONNECT_TIMEOUT = 10.0
 CURSOR_SECRET = "test-cursor-secret-0123456789abcdef"  # the app refuses to start without one
 
@@ -107,6 +118,11 @@ class Backend:
     def url_string(self) -> str:
         return self.url.render_as_string(hide_password=False)
 
+    @property
+    def driver(self) -> str:
+        """asyncpg or psycopg on PostgreSQL; aiomysql, aiosqlite."""
+        return str(self.url.get_driver_name())
+
     def settings(self) -> Settings:
         return Settings(database_url=self.url_string, cursor_secret=CURSOR_SECRET)
 
@@ -136,14 +152,15 @@ async def backend(
     if not raw_url:
         unavailable(request.config, f"{name} backend unavailable: {env} is not set")
     server_url = make_url(str(raw_url))
+    dialect = "postgresql" if name == "psycopg" else name
     try:
-        database = await create_database(name, server_url)
+        database = await create_database(dialect, server_url)
     except Exception as exc:  # any failure to create the database means the server is unusable
         unavailable(request.config, f"{name} backend unavailable: {type(exc).__name__}: {exc}")
     try:
-        yield Backend(name, server_url.set(database=database), server_url)
+        yield Backend(dialect, server_url.set(database=database), server_url)
     finally:
-        await drop_database(name, server_url, database)
+        await drop_database(dialect, server_url, database)
 
 
 async def create_database(backend: str, server_url: URL) -> str:

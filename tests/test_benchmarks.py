@@ -6,6 +6,7 @@ from typing import Any
 import pytest
 
 from benchmarks import (
+    drivers,
     generic_plan,
     load,
     page_with_total,
@@ -122,3 +123,11 @@ async def test_several_workers_behind_pgbouncer_stay_within_its_pool(pgbouncer_u
         clients=30, seconds=4, pgbouncer_url=pgbouncer_url, save_results=False
     )
     check_workers(results)
+
+
+@pytest.mark.backends("postgresql")
+@pytest.mark.usefixtures("backend")
+async def test_driver_comparison_runs_both_drivers_on_every_workload() -> None:
+    results = await drivers.main(rows=2000, repetitions=2, save_results=False)
+    for workload in ("page", "get", "insert", "update"):
+        assert set(results[workload]) == {"asyncpg", "psycopg"}

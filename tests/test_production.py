@@ -38,7 +38,7 @@ from examples.app.models import Hero
 from examples.app.replicas import create_routing_session_factory
 from examples.app.settings import Settings, postgres_url
 from examples.testing import StatementLog, counting_statements
-from tests.conftest import CURSOR_SECRET, Backend, LiveApp, LiveAppFactory
+from tests.conftest import CURSOR_SECRET, POSTGRES_ERROR, Backend, LiveApp, LiveAppFactory
 
 
 async def server_sessions(backend: Backend, application_name: str) -> list[tuple[Any, ...]]:
@@ -689,7 +689,7 @@ async def test_statements_that_fail_slowly_are_logged_too(
     messages = [r.getMessage() for r in caplog.records if r.name == "examples.app.slow_queries"]
     assert len(messages) == 1, messages
     expected = {
-        "postgresql": ("QueryCanceledError", "SELECT pg_sleep("),
+        "postgresql": (POSTGRES_ERROR[backend.driver]["cancelled"], "SELECT pg_sleep("),
         "mysql": ("OperationalError", "max_statement_time=0.3 FOR SELECT SLEEP("),
         "sqlite": ("OperationalError", "BEGIN IMMEDIATE"),  # database is locked
     }[backend.name]
@@ -719,9 +719,10 @@ async def test_echo_sql_and_errors_show_no_parameter_values(
     assert secret not in logged
     message = str(duplicate.value)
     assert "[SQL parameters hidden due to hide_parameters=True]" in message
-    # MySQL's own error text quotes the value ("Duplicate entry '...' for key ..."): never show
-    # an exception's text to a client (the service's errors don't).
-    assert (secret in message) == (backend.name == "mysql")
+    # MySQL's own error text quotes the value ("Duplicate entry '...' for key ..."), and so does
+    # psycopg's DETAIL line; asyncpg's doesn't. Never show an exception's text to a client (the
+    # service's errors don't).
+    assert (secret in message) == (backend.driver in ("aiomysql", "psycopg"))
 
 
 RoutingLogs = tuple[async_sessionmaker[AsyncSession], StatementLog, StatementLog]
@@ -807,8 +808,27 @@ async def test_pre_ping_sends_per_driver(backend: Backend) -> None:
     try:
         async with engine.connect() as connection:  # opens the pooled connection: no ping
             driver: Any = (await connection.get_raw_connection()).driver_connection
-            if backend.name == "postgresql":
+            if backend.driver == "asyncpg":
                 driver.add_query_logger(lambda query: sent.append(query.query))
+            elif backend.driver == "psycopg":  # no query logger: record what its cursors run
+                make_cursor = driver.cursor
+
+                class Recorded:
+                    def __init__(self, cursor: Any) -> None:
+                        self.cursor = cursor
+
+                    def __getattr__(self, name: str) -> Any:
+                        return getattr(self.cursor, name)
+
+                    async def __aenter__(self) -> Any:
+                        await self.cursor.__aenter__()
+                        return self  # SQLAlchemy keeps what this returns
+
+                    async def execute(self, query: Any, *args: Any, **kwargs: Any) -> Any:
+                        sent.append(str(query))
+                        return await self.cursor.execute(query, *args, **kwargs)
+
+                driver.cursor = lambda *args, **kwargs: Recorded(make_cursor(*args, **kwargs))
             elif backend.name == "sqlite":
                 await driver.set_trace_callback(sent.append)
             else:  # a COM_PING is a protocol command, no SQL: count the driver's calls
@@ -828,10 +848,11 @@ async def test_pre_ping_sends_per_driver(backend: Backend) -> None:
         await engine.dispose()
     expected = {
         # SQLAlchemy pings asyncpg inside a transaction (for PgBouncer): three round trips.
-        "postgresql": ["BEGIN;", ";", "ROLLBACK;"],
-        "mysql": ["COM_PING"],  # one round trip
-        "sqlite": ["SELECT 1"],  # in-process
-    }[backend.name]
+        "asyncpg": ["BEGIN;", ";", "ROLLBACK;"],
+        "psycopg": [";"],  # one round trip, an empty query
+        "aiomysql": ["COM_PING"],  # one round trip
+        "aiosqlite": ["SELECT 1"],  # in-process
+    }[backend.driver]
     assert sent[: sent.index("-- the unit starts")] == expected, sent
 
 

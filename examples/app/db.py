@@ -53,29 +53,35 @@ def create_engine(
     if poolclass is not None:
         options["poolclass"] = poolclass
     connect_args: dict[str, Any] = {}
-    if backend == "postgresql":
+    if settings.pgbouncer and backend == "postgresql":  # PgBouncer is the pool; SQLAlchemy
+        options |= {"poolclass": NullPool, "pool_pre_ping": False}  # never pings a new connection
+    if database_url.drivername == "postgresql+asyncpg":
         # Startup parameters: PgBouncer passes application_name on, refuses statement_timeout.
         connect_args["server_settings"] = {"application_name": settings.application_name}
         # Client-side backstop when the server can't answer at all (network stall).
         connect_args["command_timeout"] = settings.statement_timeout_ms / 1000 + 5
         connect_args["timeout"] = settings.connect_timeout  # a new connection's handshake
-        if settings.pgbouncer:  # transaction pooling: each transaction may get another server
-            # NullPool: a new connection per checkout (SQLAlchemy never pre-pings a new one).
-            options |= {"poolclass": NullPool, "pool_pre_ping": False}
-            # No prepared statement cache (asyncpg's and SQLAlchemy's): asyncpg then prepares
-            # unnamed statements, which leave nothing on the shared server connection. (Named
-            # ones, even with unique names, pile up there: one per transaction.)
+        if settings.pgbouncer:
+            # No statement cache: asyncpg then prepares unnamed statements, which leave nothing
+            # on the shared server connection (named ones pile up there).
             connect_args["statement_cache_size"] = 0
             database_url = database_url.update_query_dict({"prepared_statement_cache_size": "0"})
         else:
             timeout = str(settings.statement_timeout_ms)
             connect_args["server_settings"]["statement_timeout"] = timeout
+    elif backend == "postgresql":  # psycopg 3 (postgresql+psycopg://)
+        connect_args["application_name"] = settings.application_name
+        connect_args["connect_timeout"] = max(1, round(settings.connect_timeout))  # libpq: whole s
+        if settings.pgbouncer:
+            # psycopg prepares a query after 5 runs on a connection; the pooler's next one may
+            # not have it ("prepared statement does not exist").
+            connect_args["prepare_threshold"] = None
+        else:  # a startup option; PgBouncer refuses it ("unsupported startup parameter")
+            connect_args["options"] = f"-c statement_timeout={settings.statement_timeout_ms:d}"
     elif backend in MYSQL_DIALECTS:
         connect_args |= mysql_connect_args()
-        # aiomysql's own connect_timeout bounds the TCP connect only, not the handshake: bound
-        # all of it. async_creator_fn is the hook SQLAlchemy's aiomysql adapter calls with the
-        # URL's arguments (internal, unlike create_async_engine(async_creator=), which drops
-        # them); tests/test_production.py pins it.
+        # aiomysql's connect_timeout bounds the TCP connect, not the handshake. async_creator_fn:
+        # SQLAlchemy's internal hook, called with the URL's arguments (test_production pins it).
         connect_args["async_creator_fn"] = bounded_aiomysql_connect(settings.connect_timeout)
         options["pool_recycle"] = settings.pool_recycle
     in_memory = database_url.database in (None, "", ":memory:") or (
