@@ -675,11 +675,12 @@ async def test_statements_that_fail_slowly_are_logged_too(
     log_slow_queries(engine, threshold_ms=100)
     caplog.set_level(logging.WARNING, logger="examples.app.slow_queries")
     writer = None
-    if backend.name == "sqlite":
-        writer = sqlite3.connect(backend.url.database or "", isolation_level=None)
-        writer.execute("BEGIN IMMEDIATE")  # holds the write lock
     try:
         async with engine.connect() as connection:
+            await connection.get_raw_connection()  # connected (and its PRAGMAs run) first
+            if backend.name == "sqlite":
+                writer = sqlite3.connect(backend.url.database or "", isolation_level=None)
+                writer.execute("BEGIN IMMEDIATE")  # holds the write lock
             with pytest.raises(DBAPIError):
                 await connection.execute(text(statement), params | {"seconds": 2})
     finally:
@@ -688,11 +689,13 @@ async def test_statements_that_fail_slowly_are_logged_too(
         await engine.dispose()
     messages = [r.getMessage() for r in caplog.records if r.name == "examples.app.slow_queries"]
     assert len(messages) == 1, messages
-    expected = {
-        "postgresql": (POSTGRES_ERROR[backend.driver]["cancelled"], "SELECT pg_sleep("),
-        "mysql": ("OperationalError", "max_statement_time=0.3 FOR SELECT SLEEP("),
-        "sqlite": ("OperationalError", "BEGIN IMMEDIATE"),  # database is locked
-    }[backend.name]
+    if backend.name == "postgresql":
+        expected = (POSTGRES_ERROR[backend.driver]["cancelled"], "SELECT pg_sleep(")
+    else:
+        expected = {
+            "mysql": ("OperationalError", "max_statement_time=0.3 FOR SELECT SLEEP("),
+            "sqlite": ("OperationalError", "BEGIN IMMEDIATE"),  # database is locked
+        }[backend.name]
     assert messages[0].startswith("slow query failed (")
     assert all(part in messages[0] for part in expected), messages
     assert secret not in messages[0]
