@@ -81,7 +81,8 @@ MYSQL_ERRNO = {
     1213: DatabaseError.DEADLOCK,  # ER_LOCK_DEADLOCK
     1969: DatabaseError.STATEMENT_TIMEOUT,  # MariaDB ER_STATEMENT_TIMEOUT (max_statement_time)
     3024: DatabaseError.STATEMENT_TIMEOUT,  # MySQL ER_QUERY_TIMEOUT (max_execution_time)
-    1205: DatabaseError.LOCK_TIMEOUT,  # ER_LOCK_WAIT_TIMEOUT (innodb_lock_wait_timeout)
+    1205: DatabaseError.LOCK_TIMEOUT,  # ER_LOCK_WAIT_TIMEOUT (innodb_lock_wait_timeout, NOWAIT)
+    3572: DatabaseError.LOCK_TIMEOUT,  # MySQL 8 ER_LOCK_NOWAIT (MariaDB answers NOWAIT with 1205)
 }
 SQLITE_EXTENDED_CODE = {
     2067: DatabaseError.UNIQUE_VIOLATION,  # SQLITE_CONSTRAINT_UNIQUE
