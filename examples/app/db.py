@@ -24,7 +24,7 @@ def mysql_connect_args() -> dict[str, Any]:
     return {"charset": "utf8mb4", "init_command": "SET time_zone = '+00:00'"}
 
 
-# mysql+aiomysql:// URLs get the dialect name "mysql", mariadb+aiomysql:// ones "mariadb".
+# The dialect names of mysql+aiomysql:// and mariadb+aiomysql:// URLs.
 MYSQL_DIALECTS = ("mysql", "mariadb")
 
 

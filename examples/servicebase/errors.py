@@ -1,7 +1,5 @@
-"""Classify database errors by SQLSTATE / MySQL error number / SQLite extended code.
-
-Message text differs between servers, versions and locales; the codes don't.
-"""
+"""Classify database errors by SQLSTATE / MySQL errno / SQLite extended code: message text
+differs between servers, versions and locales; the codes don't."""
 
 import enum
 
@@ -81,8 +79,8 @@ MYSQL_ERRNO = {
     1213: DatabaseError.DEADLOCK,  # ER_LOCK_DEADLOCK
     1969: DatabaseError.STATEMENT_TIMEOUT,  # MariaDB ER_STATEMENT_TIMEOUT (max_statement_time)
     3024: DatabaseError.STATEMENT_TIMEOUT,  # MySQL ER_QUERY_TIMEOUT (max_execution_time)
-    1205: DatabaseError.LOCK_TIMEOUT,  # ER_LOCK_WAIT_TIMEOUT (innodb_lock_wait_timeout, NOWAIT)
-    3572: DatabaseError.LOCK_TIMEOUT,  # MySQL 8 ER_LOCK_NOWAIT (MariaDB answers NOWAIT with 1205)
+    1205: DatabaseError.LOCK_TIMEOUT,  # lock wait timeout; MariaDB's NOWAIT
+    3572: DatabaseError.LOCK_TIMEOUT,  # MySQL 8's NOWAIT
 }
 SQLITE_EXTENDED_CODE = {
     2067: DatabaseError.UNIQUE_VIOLATION,  # SQLITE_CONSTRAINT_UNIQUE
@@ -105,7 +103,7 @@ def classify(error: DBAPIError) -> DatabaseError:
         return SQLITE_EXTENDED_CODE.get(sqlite_code, DatabaseError.OTHER)
     args = getattr(orig, "args", ())
     if args and isinstance(args[0], int):  # pymysql / aiomysql: (errno, message)
-        # Before sqlstate: pymysql has one too, but MySQL's are coarse (23000 for all of them).
+        # Before sqlstate: pymysql has one too, too coarse (23000 for all of these).
         return MYSQL_ERRNO.get(args[0], DatabaseError.OTHER)
     sqlstate = getattr(orig, "sqlstate", None)  # asyncpg (through SQLAlchemy's adapter)
     if isinstance(sqlstate, str):

@@ -52,7 +52,7 @@ class FilterField:
     column: the attribute at the end of `path`. path: relationships from the service's model to
     the column's model; conditions on related columns compile to EXISTS (no duplicate rows).
     value_type: what values are coerced to; derived from the column type when omitted.
-    Sortable but not filterable: operators=frozenset().
+    Sortable only: operators=frozenset().
     """
 
     column: Any  # a mapped attribute such as Hero.age
