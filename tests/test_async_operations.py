@@ -377,3 +377,19 @@ async def test_sync_code_runs_in_the_async_session(
 
         with pytest.raises(InvalidRequestError, match="lazy='raise'"):
             await session.run_sync(lazy_team)
+
+
+async def test_an_engine_copy_carries_its_own_isolation_level(
+    backend: Backend, engine: AsyncEngine
+) -> None:
+    """engine.execution_options(isolation_level=...): another engine object on the same pool."""
+    level = {"postgresql": "REPEATABLE READ", "mysql": "READ COMMITTED"}.get(
+        backend.name, "READ UNCOMMITTED"
+    )
+    reporting = engine.execution_options(isolation_level=level)
+    async with unit_of_work(create_session_factory(reporting)) as session:
+        inside = await (await session.connection()).get_isolation_level()
+    async with unit_of_work(create_session_factory(engine)) as session:
+        default = await (await session.connection()).get_isolation_level()
+    assert inside == level
+    assert default != level
