@@ -1136,3 +1136,84 @@ async def test_two_branches_that_each_added_a_revision_need_a_merge(
     assert "motto_id" in columns["team"]
     assert "rank" in columns["power"]
     await run_in(scripts, url, "downgrade", "0006")  # through the merge, both branches undone
+
+
+# ---------------------------------------------------------------- renames
+
+RENAME_REVISION = '''"""team.headquarters is now team.base
+
+Revision ID: r1
+Revises: 0006
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "r1"
+down_revision = "0006"
+branch_labels = None
+depends_on = None
+# MySQL/MariaDB restate the whole column (CHANGE): without existing_nullable it turns NULL-able.
+COLUMN = {"existing_type": sa.String(length=200), "existing_nullable": False}
+
+
+def upgrade() -> None:
+    # What autogenerate wrote: drop_column("headquarters") + add_column("base"): every value lost.
+    with op.batch_alter_table("team") as batch:
+        batch.alter_column("headquarters", new_column_name="base", **COLUMN)
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("team") as batch:
+        batch.alter_column("base", new_column_name="headquarters", **COLUMN)
+'''
+
+
+def with_renamed_headquarters() -> sa.MetaData:
+    changed = copy_of_models()
+    team = changed.tables["team"]
+    team.c.headquarters.name = "base"  # the model's field renamed
+    team.c.headquarters.key = "base"
+    return changed
+
+
+async def team_bases(url: str, column: str) -> list[str]:
+    engine = create_async_engine(url, poolclass=NullPool)
+    try:
+        async with engine.connect() as connection:
+            rows = await connection.exec_driver_sql(f"SELECT {column} FROM team ORDER BY name")
+            return [row[0] for row in rows]
+    finally:
+        await engine.dispose()
+
+
+async def test_autogenerate_sees_a_rename_as_drop_and_add(
+    empty_database_url: str, tmp_path: Path
+) -> None:
+    """The rename written by hand keeps the data; autogenerate's version would drop it."""
+    scripts = scripts_copy(tmp_path)
+    url = empty_database_url
+    await run_in(scripts, url, "upgrade", "head")
+    engine = create_async_engine(url, poolclass=NullPool)
+    try:
+        async with engine.begin() as connection:
+            await connection.exec_driver_sql(
+                "INSERT INTO team (name, headquarters) VALUES ('Preventers', 'Sharp Tower')"
+            )
+    finally:
+        await engine.dispose()
+    renamed = with_renamed_headquarters()
+    await run_in(
+        scripts, url, "revision", "rename", autogenerate=True, rev_id="auto", metadata=renamed
+    )
+    generated = (scripts / "versions" / "auto_rename.py").read_text()
+    assert "drop_column('headquarters')" in generated
+    assert "add_column(sa.Column('base'" in generated
+    (scripts / "versions" / "auto_rename.py").unlink()
+
+    (scripts / "versions" / "r1_rename.py").write_text(RENAME_REVISION)
+    await run_in(scripts, url, "upgrade", "head", metadata=renamed)
+    assert await team_bases(url, "base") == ["Sharp Tower"]  # the value survived the rename
+    await run_in(scripts, url, "check", metadata=renamed)  # and the models agree
+    await run_in(scripts, url, "downgrade", "0006", metadata=renamed)
+    assert await team_bases(url, "headquarters") == ["Sharp Tower"]
