@@ -1217,3 +1217,61 @@ async def test_autogenerate_sees_a_rename_as_drop_and_add(
     await run_in(scripts, url, "check", metadata=renamed)  # and the models agree
     await run_in(scripts, url, "downgrade", "0006", metadata=renamed)
     assert await team_bases(url, "headquarters") == ["Sharp Tower"]
+
+
+# ---------------------------------------------------------------- an index on a busy table
+
+
+def online_index_recipe(scripts: Path) -> str:
+    recipe = (scripts / "recipes" / "add_index_online.py").read_text()
+    head = f'down_revision: str | Sequence[str] | None = "{REVISIONS[-1]}"'
+    return re.sub(r"down_revision: .*", lambda _: head, recipe)
+
+
+async def test_add_an_index_without_blocking_writes(
+    backend: Backend, empty_database_url: str, tmp_path: Path
+) -> None:
+    url = empty_database_url
+    scripts = scripts_copy(tmp_path)
+    (scripts / "versions" / "0098_index.py").write_text(online_index_recipe(scripts))
+    await run_in(scripts, url, "upgrade", "head")
+    engine = migration_engine(url)
+    try:
+        async with engine.connect() as connection:
+            indexes = await connection.run_sync(lambda c: sa.inspect(c).get_indexes("hero"))
+            assert "ix_hero_created_at" in {index["name"] for index in indexes}
+            if backend.name == "postgresql":
+                valid = await connection.execute(
+                    sa.text(
+                        "SELECT indisvalid FROM pg_index"
+                        " WHERE indexrelid = 'ix_hero_created_at'::regclass"
+                    )
+                )
+                assert valid.scalar_one() is True
+                timeout = await connection.execute(sa.text("SHOW lock_timeout"))
+                assert timeout.scalar_one() == "0"
+    finally:
+        await engine.dispose()
+    await run_in(scripts, url, "downgrade", "-1")
+    engine = migration_engine(url)
+    try:
+        async with engine.connect() as connection:
+            indexes = await connection.run_sync(lambda c: sa.inspect(c).get_indexes("hero"))
+    finally:
+        await engine.dispose()
+    assert "ix_hero_created_at" not in {index["name"] for index in indexes}
+
+
+@pytest.mark.backends("postgresql", "psycopg")
+async def test_create_index_concurrently_needs_the_autocommit_block(
+    empty_database_url: str, tmp_path: Path
+) -> None:
+    scripts = scripts_copy(tmp_path)
+    without = online_index_recipe(scripts).replace(
+        "with op.get_context().autocommit_block():", "if True:  # in the revision's transaction"
+    )
+    (scripts / "versions" / "0098_index.py").write_text(without)
+    with pytest.raises(
+        sa.exc.DBAPIError, match="CREATE INDEX CONCURRENTLY cannot run inside a transaction block"
+    ):
+        await run_in(scripts, empty_database_url, "upgrade", "head")
