@@ -79,8 +79,10 @@ async def run(
     )
     base_url = f"http://127.0.0.1:{port}"
     observer = create_async_engine(url.set(database="postgres"), poolclass=NullPool)
-    locker = create_async_engine(url, poolclass=NullPool)
-    locker_pid = 0
+    # The locker and the sampler name themselves: only the app's connections are counted.
+    locker = create_async_engine(
+        url, poolclass=NullPool, connect_args={"server_settings": {"application_name": "locker"}}
+    )
     peak = 0
     sampling = True
 
@@ -90,8 +92,8 @@ async def run(
             while sampling:
                 count = await connection.exec_driver_sql(
                     "SELECT count(*) FROM pg_stat_activity WHERE datname = $1"
-                    " AND backend_type = 'client backend' AND pid <> $2",
-                    (url.database, locker_pid),
+                    " AND backend_type = 'client backend' AND application_name <> 'locker'",
+                    (url.database,),
                 )
                 peak = max(peak, int(count.scalar_one()))
                 await connection.commit()  # pg_stat_activity is a snapshot per transaction
@@ -100,10 +102,8 @@ async def run(
     async def hold_every_hero(after: float, hold: float) -> None:
         """Requests that write a hero wait for this lock, holding their connections: the pools
         fill up to their limit, and the rest of the requests wait for a free connection."""
-        nonlocal locker_pid
         await asyncio.sleep(after)
         async with locker.connect() as connection:
-            locker_pid = (await connection.exec_driver_sql("SELECT pg_backend_pid()")).scalar_one()
             await connection.exec_driver_sql("SELECT id FROM hero FOR UPDATE")
             await asyncio.sleep(hold)
             await connection.rollback()

@@ -93,7 +93,7 @@ async def test_concurrent_workers_never_take_the_same_job(
 
         watcher = asyncio.create_task(stop_when_empty())
         try:
-            return await work(factory, recorder(name), stop, name=name, batch=5, idle_seconds=0.05)
+            return await work(factory, recorder(name), stop, name=name, idle_seconds=0.05)
         finally:
             watcher.cancel()
 
@@ -179,6 +179,46 @@ async def test_jobs_of_a_dead_worker_are_reclaimed(
     assert await reclaim_stale(jobs_factory, older_than=timedelta(minutes=5)) == 0
     assert await reclaim_stale(jobs_factory, older_than=timedelta(0)) == 1
     assert {job.status for job in await jobs(jobs_factory)} == {JobStatus.QUEUED}
+
+
+@pytest.mark.backends("postgresql", "psycopg", "mysql")
+async def test_a_job_being_run_is_never_reclaimed(
+    jobs_factory: async_sessionmaker[AsyncSession],
+) -> None:
+    """However long it runs: its worker holds the row lock, and reclaim skips locked rows."""
+    await add_jobs(jobs_factory, 1)
+    (job,) = await claim(jobs_factory, "slow worker")
+    running, finish = asyncio.Event(), asyncio.Event()
+
+    async def slow(_session: AsyncSession, _payload: dict[str, Any]) -> None:
+        running.set()
+        await finish.wait()
+
+    task = asyncio.create_task(run_job(jobs_factory, {"record": slow}, job))
+    await asyncio.wait_for(running.wait(), 5)
+    assert await reclaim_stale(jobs_factory, older_than=timedelta(0)) == 0
+    finish.set()
+    assert await task is JobStatus.DONE
+    (stored,) = await jobs(jobs_factory)
+    assert (stored.status, stored.attempts) == (JobStatus.DONE, 1)
+
+
+async def test_a_reclaimed_job_is_not_run_by_its_old_worker(
+    jobs_factory: async_sessionmaker[AsyncSession],
+) -> None:
+    """A worker that stalled past the grace period finds its job taken by another: it skips."""
+    await add_jobs(jobs_factory, 1)
+    (stalled,) = await claim(jobs_factory, "stalled")
+    assert await reclaim_stale(jobs_factory, older_than=timedelta(0)) == 1
+    (taken,) = await claim(jobs_factory, "other")
+    ran: list[str] = []
+
+    async def record(_session: AsyncSession, _payload: dict[str, Any]) -> None:
+        ran.append("ran")
+
+    assert await run_job(jobs_factory, {"record": record}, stalled) is None
+    assert await run_job(jobs_factory, {"record": record}, taken) is JobStatus.DONE
+    assert ran == ["ran"]
 
 
 async def test_worker_processes_share_the_queue_and_stop_on_sigterm(

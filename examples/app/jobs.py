@@ -82,45 +82,55 @@ async def run_job(
     *,
     max_attempts: int = 5,
     backoff: timedelta = timedelta(seconds=2),
-) -> JobStatus:
-    """Run one claimed job. Its writes and its DONE mark are one transaction: a crash between
-    them leaves neither, and the job runs again (handlers must tolerate a re-run)."""
-    try:
-        async with unit_of_work(session_factory) as session:
-            await handlers[job.kind](session, job.payload)
-            await session.exec(
-                update(Job).where(col(Job.id) == job.id).values(status=JobStatus.DONE)
-            )
-        return JobStatus.DONE
-    except Exception as error:  # the handler's writes are rolled back; record and retry later
-        log.warning("job %s (%s) failed: %r", job.id, job.kind, error)
-        retry = job.attempts < max_attempts
-        async with unit_of_work(session_factory) as session:
-            await session.exec(
-                update(Job)
-                .where(col(Job.id) == job.id)
-                .values(
-                    status=JobStatus.QUEUED if retry else JobStatus.FAILED,
-                    run_after=datetime.now(UTC) + backoff * 2 ** (job.attempts - 1),
-                    locked_by=None,
-                    last_error=f"{type(error).__name__}: {error}"[:1000],
-                )
-            )
-        return JobStatus.QUEUED if retry else JobStatus.FAILED
+) -> JobStatus | None:
+    """Run one claimed job, holding its row lock until the outcome commits: reclaim_stale
+    passes over it while this worker lives. The handler's writes and the DONE mark commit
+    together; a crash before that commit leaves neither, and the job runs again (handlers must
+    tolerate a re-run: an email may go twice). None: reclaimed and taken by another worker."""
+    async with unit_of_work(session_factory) as session:
+        mine = select(Job).where(
+            col(Job.id) == job.id,
+            col(Job.status) == JobStatus.RUNNING,
+            col(Job.locked_by) == job.locked_by,
+        )
+        locked = (await session.exec(mine.with_for_update())).first()
+        if locked is None:
+            return None
+        try:
+            async with session.begin_nested():  # a failure undoes the handler's writes only
+                await handlers[locked.kind](session, locked.payload)
+        except Exception as error:  # record it and retry later (or give up)
+            log.warning("job %s (%s) failed: %r", locked.id, locked.kind, error)
+            retry = locked.attempts < max_attempts
+            locked.status = JobStatus.QUEUED if retry else JobStatus.FAILED
+            locked.run_after = datetime.now(UTC) + backoff * 2 ** (locked.attempts - 1)
+            locked.locked_by = None
+            locked.last_error = f"{type(error).__name__}: {error}"[:1000]
+        else:
+            locked.status = JobStatus.DONE
+        return locked.status
 
 
 async def reclaim_stale(
     session_factory: async_sessionmaker[AsyncSession], older_than: timedelta
 ) -> int:
-    """Put back jobs whose worker died mid-run (RUNNING, locked longer ago than older_than)."""
+    """Put back RUNNING jobs whose worker died: claimed longer ago than older_than and not
+    locked (a live worker holds its job's row lock while it runs it)."""
     cutoff = datetime.now(UTC) - older_than
     async with unit_of_work(session_factory) as session:
-        result = await session.exec(
-            update(Job)
+        orphans = (
+            select(Job.id)
             .where(col(Job.status) == JobStatus.RUNNING, col(Job.locked_at) < cutoff)
-            .values(status=JobStatus.QUEUED, locked_by=None)
+            .with_for_update(skip_locked=True)
         )
-        return int(result.rowcount)
+        ids = list((await session.exec(orphans)).all())
+        if ids:
+            await session.exec(
+                update(Job)
+                .where(col(Job.id).in_(ids))
+                .values(status=JobStatus.QUEUED, locked_by=None)
+            )
+        return len(ids)
 
 
 # --8<-- [end:run_job]
@@ -133,18 +143,19 @@ async def work(
     stop: asyncio.Event,
     *,
     name: str,
-    batch: int = 10,
     idle_seconds: float = 0.5,
+    orphaned_after: timedelta = timedelta(minutes=1),
 ) -> int:
-    """Claim and run jobs until `stop` is set; the job in hand is finished first. Returns the
-    number of jobs run. A batch is claimed only when the previous one is done."""
+    """Claim and run jobs one at a time until `stop` is set; the job in hand is finished first.
+    When idle, requeue the jobs of workers that died. Returns the number of jobs run."""
     done = 0
     while not stop.is_set():
-        jobs = await claim(session_factory, name, batch)
+        jobs = await claim(session_factory, name, limit=1)  # one: its lock is taken at once
         for job in jobs:
-            await run_job(session_factory, handlers, job)
-            done += 1
-        if not jobs:  # nothing due: wait, but wake at once on stop
+            if await run_job(session_factory, handlers, job) is not None:
+                done += 1
+        if not jobs:  # nothing due: reclaim orphans, then wait, but wake at once on stop
+            await reclaim_stale(session_factory, orphaned_after)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), idle_seconds)
     return done

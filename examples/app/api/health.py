@@ -48,7 +48,7 @@ async def ready(request: Request) -> JSONResponse:
     pool = pool_metrics(engine)  # before our own checkout
     database = await answers(engine, settings.health_timeout)
     body: dict[str, Any] = {"database": database, "pool": pool}
-    replica: AsyncEngine | None = request.state.replica_engine
+    replica: AsyncEngine | None = getattr(request.state, "replica_engine", None)
     if replica is not None:  # not decisive: reads fall back to the primary
         body["replica"] = await answers(replica, settings.health_timeout)
     if database != "ok":
