@@ -16,6 +16,7 @@ from benchmarks import (
     replica_lag,
     scenarios,
     sqlite_locking,
+    uuid_keys,
     workers,
 )
 from benchmarks.common import save, scratch_database
@@ -35,6 +36,7 @@ def main() -> None:
             "replica-lag",
             "workers",
             "drivers",
+            "uuid-keys",
         ],
     )
     parser.add_argument("--db", choices=["sqlite", "postgresql", "mysql"], default="postgresql")
@@ -50,6 +52,8 @@ def main() -> None:
     rows, repetitions = (5_000, 5) if args.quick else (args.rows, args.repetitions)
     if args.scenario == "orm":
         asyncio.run(orm(args.db, quick=args.quick))
+    elif args.scenario == "uuid-keys":
+        asyncio.run(uuid_keys.main(rows, save_results=not args.quick))
     elif args.scenario == "drivers":
         asyncio.run(drivers.main(rows, repetitions, save_results=not args.quick))
     elif args.scenario == "workers":

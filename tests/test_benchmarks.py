@@ -13,6 +13,7 @@ from benchmarks import (
     replica_lag,
     scenarios,
     sqlite_locking,
+    uuid_keys,
     workers,
 )
 from tests.conftest import Backend
@@ -131,3 +132,11 @@ async def test_driver_comparison_runs_both_drivers_on_every_workload() -> None:
     results = await drivers.main(rows=2000, repetitions=2, save_results=False)
     for workload in ("page", "get", "insert", "update"):
         assert set(results[workload]) == {"asyncpg", "psycopg"}
+
+
+@pytest.mark.backends("postgresql")
+@pytest.mark.usefixtures("backend")
+async def test_uuid_key_benchmark_measures_both_key_kinds() -> None:
+    results = await uuid_keys.main(rows=3000, save_results=False)
+    assert set(results["index_bytes"]) == {"uuid4", "uuid7"}
+    assert all(size > 0 for size in results["index_bytes"].values())

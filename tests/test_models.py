@@ -3,6 +3,7 @@
 import asyncio
 import subprocess
 import sys
+import time
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -19,6 +20,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from examples.app.models import Hero, HeroStatus, Team
 from examples.app.schemas import HeroCreate, HeroPublic, HeroUpdate
+from examples.app.types import uuid7
 from examples.data_models import VillainRegister, create_hero, update_hero
 from examples.pitfalls import (
     Sighting,
@@ -401,3 +403,28 @@ def test_composite_uniques_sharing_a_first_column_get_distinct_names() -> None:
         "uq_hero_name": ["name", "team_id"],
         "uq_hero_secret_name": ["secret_name"],
     }
+
+
+def test_uuid7_keys_are_time_ordered_rfc_9562_version_7() -> None:
+    before = time.time()
+    keys = []
+    for _ in range(5):
+        keys.append(uuid7())
+        time.sleep(0.002)  # a new millisecond each time: order by time
+    assert keys == sorted(keys)
+    assert {(key.version, key.variant) for key in keys} == {(7, uuid.RFC_4122)}
+    stamp = (keys[0].int >> 80) / 1000  # the first 48 bits: Unix time in ms
+    assert before - 1 <= stamp <= time.time()
+    burst = [uuid7() for _ in range(10_000)]  # many in one millisecond: the counter orders them
+    assert burst == sorted(burst)
+    assert len(set(burst)) == 10_000
+
+
+async def test_new_heroes_get_time_ordered_keys(session: AsyncSession) -> None:
+    names = [f"hero {i}" for i in range(6)]
+    for name in names:
+        session.add(Hero(name=name, secret_name=name))
+        await asyncio.sleep(0.002)
+    await session.flush()
+    stored = (await session.exec(select(Hero.name).order_by(col(Hero.id)))).all()
+    assert list(stored) == names  # the key's order is the creation order, on every backend

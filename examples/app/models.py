@@ -21,6 +21,7 @@ from examples.app.types import (
     UTCDateTime,
     json_document,
     utcnow,
+    uuid7,
     value_enum,
 )
 
@@ -125,7 +126,7 @@ class Hero(HeroBase, Timestamped, table=True):
             "eager_defaults": True,
         }
 
-    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)  # a new one per row
+    id: uuid.UUID = Field(default_factory=uuid7, primary_key=True)  # time-ordered: types.py
     secret_name: NulFreeStr = Field(max_length=100, unique=True)
     deleted_at: datetime | None = Field(default=None, sa_type=UTCDateTime, index=True)
     version: int = Field(default=1, nullable=False)
