@@ -27,7 +27,7 @@ from httpx import ASGITransport, AsyncClient
 from sqlalchemy import delete
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import NullPool
 from sqlmodel import SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -209,6 +209,16 @@ async def engine(backend: Backend) -> AsyncIterator[AsyncEngine]:
         await conn.run_sync(SQLModel.metadata.create_all)
     yield engine
     await engine.dispose()
+
+
+@pytest_asyncio.fixture
+async def session_factory(engine: AsyncEngine) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    """Sessions that really commit (concurrency, locks): what they wrote is deleted after."""
+    factory = create_session_factory(engine)
+    yield factory
+    async with unit_of_work(factory) as session:
+        await session.exec(delete(Hero))
+        await session.exec(delete(Team))
 
 
 @pytest_asyncio.fixture

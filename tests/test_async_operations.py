@@ -3,11 +3,10 @@ concurrency, retries, and the errors of misusing a session."""
 
 import asyncio
 import gc
-from collections.abc import AsyncIterator
 
 import pytest
 from httpx import AsyncClient
-from sqlalchemy import delete, orm
+from sqlalchemy import orm
 from sqlalchemy.exc import (
     IntegrityError,
     InvalidRequestError,
@@ -131,17 +130,6 @@ async def test_streaming_is_one_query(engine: AsyncEngine, session: AsyncSession
         streamed = [name async for name in stream_hero_names(session)]
     assert len(streamed) == 1200
     assert log.count == 1
-
-
-@pytest.fixture
-async def session_factory(
-    engine: AsyncEngine,
-) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    factory = create_session_factory(engine)
-    yield factory
-    async with unit_of_work(factory) as session:  # these tests commit: clean up after them
-        await session.exec(delete(Hero))
-        await session.exec(delete(Team))
 
 
 async def test_one_session_per_task(session_factory: async_sessionmaker[AsyncSession]) -> None:

@@ -3,31 +3,20 @@
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import assert_type
 
 import pytest
-from sqlalchemy import delete
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from examples.app.db import create_session_factory
-from examples.app.models import Hero, Team
+from examples.app.models import Hero
 from examples.app.schemas import HeroCreate, HeroUpdate, TeamCreate
 from examples.app.services import HeroService, TeamService
 from examples.servicebase.errors import StaleVersion
 from examples.servicebase.pagination import Page
 from examples.servicebase.transactions import run_in_transaction, unit_of_work
 from tests.test_servicebase import SECRET
-
-
-@pytest.fixture
-async def session_factory(engine: AsyncEngine) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    factory = create_session_factory(engine)
-    yield factory
-    async with unit_of_work(factory) as session:  # these tests commit: clean up after them
-        await session.exec(delete(Hero))
-        await session.exec(delete(Team))
 
 
 async def test_two_updates_from_the_same_version_one_wins(
