@@ -32,7 +32,7 @@ def upgrade() -> None:
             )
             op.execute("RESET lock_timeout")  # the session's: later revisions share it
     elif dialect in ("mysql", "mariadb"):
-        # InnoDB builds it online; LOCK=NONE makes the server refuse rather than block writes.
+        # InnoDB builds a secondary index online; LOCK=NONE asks for that explicitly.
         op.execute("ALTER TABLE hero ADD INDEX ix_hero_created_at (created_at), LOCK=NONE")
     else:  # SQLite: one writer at a time anyway
         op.create_index("ix_hero_created_at", "hero", ["created_at"])
