@@ -52,8 +52,8 @@ async def claim(
     """Up to `limit` due jobs, marked RUNNING for this worker, in their own short transaction.
 
     SKIP LOCKED passes over rows another worker is claiming right now instead of waiting for
-    them (tested on PostgreSQL and MariaDB 10.11; MySQL has it from 8.0). SQLite has no row locks: its BEGIN IMMEDIATE
-    makes claims take turns, with the same result.
+    them (tested on PostgreSQL and MariaDB 10.11; MySQL has it from 8.0). SQLite has no row
+    locks: its BEGIN IMMEDIATE makes claims take turns, with the same result.
     """
     async with unit_of_work(session_factory) as session:
         due = (
