@@ -1080,14 +1080,14 @@ async def test_the_migration_engine_is_the_apps_without_timeouts(
 BRANCH_REVISION = '''"""{message}
 
 Revision ID: {rev}
-Revises: 0006
+Revises: 0007
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "{rev}"
-down_revision = "0006"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
@@ -1135,7 +1135,7 @@ async def test_two_branches_that_each_added_a_revision_need_a_merge(
         await engine.dispose()
     assert "motto_id" in columns["team"]
     assert "rank" in columns["power"]
-    await run_in(scripts, url, "downgrade", "0006")  # through the merge, both branches undone
+    await run_in(scripts, url, "downgrade", "0007")  # through the merge, both branches undone
 
 
 # ---------------------------------------------------------------- renames
@@ -1143,14 +1143,14 @@ async def test_two_branches_that_each_added_a_revision_need_a_merge(
 RENAME_REVISION = '''"""team.headquarters is now team.base
 
 Revision ID: r1
-Revises: 0006
+Revises: 0007
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "r1"
-down_revision = "0006"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 # MySQL/MariaDB restate the whole column (CHANGE): without existing_nullable it turns NULL-able.
@@ -1215,7 +1215,7 @@ async def test_autogenerate_sees_a_rename_as_drop_and_add(
     await run_in(scripts, url, "upgrade", "head", metadata=renamed)
     assert await team_bases(url, "base") == ["Sharp Tower"]  # the value survived the rename
     await run_in(scripts, url, "check", metadata=renamed)  # and the models agree
-    await run_in(scripts, url, "downgrade", "0006", metadata=renamed)
+    await run_in(scripts, url, "downgrade", "0007", metadata=renamed)
     assert await team_bases(url, "headquarters") == ["Sharp Tower"]
 
 

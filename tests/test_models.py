@@ -393,15 +393,14 @@ def test_composite_uniques_sharing_a_first_column_get_distinct_names() -> None:
     )
     names = sorted(str(c.name) for c in table.constraints if isinstance(c, sa.UniqueConstraint))
     assert names == ["uq_listing_owner_slug", "uq_listing_owner_title", "uq_listing_title"]
-    # The deployed constraint keeps the name revision 0001 gave it.
     hero_uniques = {
         str(c.name): [col.name for col in c.columns]
         for c in Hero.__table__.constraints  # type: ignore[attr-defined]
         if isinstance(c, sa.UniqueConstraint)
     }
     assert hero_uniques == {
-        "uq_hero_name": ["name", "team_id"],
-        "uq_hero_secret_name": ["secret_name"],
+        "uq_hero_name_team_id_live": ["name", "team_id", "live"],
+        "uq_hero_secret_name_live": ["secret_name", "live"],
     }
 
 

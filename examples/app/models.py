@@ -114,9 +114,12 @@ class HeroBase(SQLModel):
 
 
 class Hero(HeroBase, Timestamped, table=True):
-    # Named by hand: revision 0001 created it as uq_hero_name, before the convention above
-    # named every column of a unique constraint. A changed name would need a renaming revision.
-    __table_args__ = (sa.UniqueConstraint("name", "team_id", name="uq_hero_name"), MYSQL_TABLE)
+    # Unique among live heroes only: a soft-deleted hero's names can be taken again.
+    __table_args__ = (
+        sa.UniqueConstraint("name", "team_id", "live"),
+        sa.UniqueConstraint("secret_name", "live"),
+        MYSQL_TABLE,
+    )
 
     @declared_attr.directive
     def __mapper_args__(cls) -> dict[str, Any]:
@@ -127,8 +130,18 @@ class Hero(HeroBase, Timestamped, table=True):
         }
 
     id: uuid.UUID = Field(default_factory=uuid7, primary_key=True)  # time-ordered: types.py
-    secret_name: NulFreeStr = Field(max_length=100, unique=True)
+    secret_name: NulFreeStr = Field(max_length=100)
     deleted_at: datetime | None = Field(default=None, sa_type=UTCDateTime, index=True)
+    # 1 while live, NULL once deleted: NULLs never collide in a unique key. Stored (PostgreSQL
+    # can't index a virtual column), never written by the app. ELSE NULL is spelled out as
+    # PostgreSQL reflects it, or autogenerate warns "Computed default ... cannot be modified".
+    live: int | None = Field(
+        default=None,
+        sa_column=sa.Column(
+            sa.Integer,
+            sa.Computed("CASE WHEN deleted_at IS NULL THEN 1 ELSE NULL END", persisted=True),
+        ),
+    )
     version: int = Field(default=1, nullable=False)
 
     team: Team | None = Relationship(

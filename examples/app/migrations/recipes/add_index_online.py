@@ -4,7 +4,7 @@ A recipe, not a revision of the reference app: the tests copy it on top of the c
 Plain CREATE INDEX blocks every write to the table until it is built (minutes on a big table).
 
 Revision ID: 0098
-Revises: 0006
+Revises: 0007
 """
 
 from collections.abc import Sequence
@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = "0098"
-down_revision: str | Sequence[str] | None = "0006"
+down_revision: str | Sequence[str] | None = "0007"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
