@@ -73,12 +73,31 @@ async def test_concurrent_requests_through_the_test_client_run_one_at_a_time(
 
 async def test_a_unique_hidden_column_answers_taken_through_the_409(client: AsyncClient) -> None:
     # secret_name is never filterable or returned, but it is UNIQUE: creating answers "taken?".
-    hero = await create_hero(client, "Rusty-Man", secret_name="Tommy Sharp")
+    await create_hero(client, "Rusty-Man", secret_name="Tommy Sharp")
     probe = {"name": "probe", "secret_name": "Tommy Sharp"}
     error(await client.post("/heroes", json=probe), 409, "Conflict")
-    assert (await client.delete(f"/heroes/{hero['id']}")).status_code == 204
-    error(await client.post("/heroes", json=probe), 409, "Conflict")  # deleted: still taken
     await create_hero(client, "probe", secret_name="Bruce Wayne")  # free: 201
+
+
+async def test_a_deleted_heroes_names_are_free_and_its_restore_is_a_409_while_taken(
+    client: AsyncClient,
+) -> None:
+    team = await create_team(client)
+    first = await create_hero(client, "Rusty-Man", secret_name="Tommy Sharp", team_id=team["id"])
+    assert (await client.delete(f"/heroes/{first['id']}")).status_code == 204
+    # Unique among live heroes: the same name in the same team and the same secret name.
+    second = await create_hero(client, "Rusty-Man", secret_name="Tommy Sharp", team_id=team["id"])
+    body = error(await client.post(f"/heroes/{first['id']}/restore"), 409, "Conflict")
+    assert "taken" in body["detail"]
+    assert (await client.get(f"/heroes/{first['id']}")).status_code == 404  # still deleted
+    assert (await client.get(f"/heroes/{second['id']}")).status_code == 200
+    # Any number of deleted heroes share the names; one live hero at a time holds them.
+    assert (await client.delete(f"/heroes/{second['id']}")).status_code == 204
+    third = await create_hero(client, "Rusty-Man", secret_name="Tommy Sharp", team_id=team["id"])
+    assert (await client.delete(f"/heroes/{third['id']}")).status_code == 204
+    restored = await client.post(f"/heroes/{first['id']}/restore")
+    assert (restored.status_code, restored.json()["name"]) == (200, "Rusty-Man")
+    error(await client.post(f"/heroes/{second['id']}/restore"), 409, "Conflict")
 
 
 # ---------------------------------------------------------------- full walks

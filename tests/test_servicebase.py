@@ -1,19 +1,22 @@
 """references/servicebase.md: CRUD, filters, sorting, pages, cursors, errors, soft delete."""
 
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.orm import registry
 from sqlalchemy.pool import NullPool
-from sqlmodel import select
+from sqlmodel import Field, SQLModel, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from examples.app.models import Hero, HeroPower, HeroStatus, Power, Team
 from examples.app.schemas import HeroCreate, HeroUpdate, TeamCreate
 from examples.app.services import HeroService, TeamService
+from examples.app.types import UTCDateTime
 from examples.data_models import main as data_models_main
 from examples.relationships import grant_power
 from examples.relationships import main as relationships_main
@@ -24,6 +27,9 @@ from examples.servicebase.errors import (
     NotFound,
     StaleVersion,
 )
+from examples.servicebase.filters import FilterSpec
+from examples.servicebase.soft_delete import SoftDelete
+from examples.servicebase.upserts import Upserts
 from examples.servicebase_usage import (
     adults_in_team,
     birthday,
@@ -549,7 +555,6 @@ async def test_upsert_inserts_then_updates_in_one_statement(
 ) -> None:
     first = await heroes.upsert(hero("Deadpond", age=1), conflict=["secret_name"])
     assert (first.age, first.version) == (1, 1)
-    await heroes.delete(first.id)
     with counting_statements(engine) as log:
         await heroes.upsert_many(
             [hero("Deadpond", age=2), hero("Rusty-Man", age=3)], conflict=["secret_name"]
@@ -557,9 +562,14 @@ async def test_upsert_inserts_then_updates_in_one_statement(
     # MySQL first checks the other unique keys (SELECT ... FOR UPDATE).
     check = ["SELECT"] if backend.name == "mysql" else []
     assert [s.split()[0] for s in log.statements] == [*check, "INSERT"]
-    again = await heroes.get(first.id)  # revived: upserting clears deleted_at
-    assert (again.age, again.version) == (2, 3)  # versions: insert 1, soft delete 2, upsert 3
-    assert await heroes.count() == 2
+    again = await heroes.get(first.id)
+    assert (again.age, again.version) == (2, 2)
+    # Unique among live heroes: once deleted, the same key upserts a new hero.
+    await heroes.delete(first.id)
+    new = await heroes.upsert(hero("Deadpond", age=4), conflict=["secret_name"])
+    assert (new.id != first.id, new.age) == (True, 4)
+    assert (await heroes.get(first.id, include_deleted=True)).age == 2
+    assert (await heroes.count(), await heroes.count(include_deleted=True)) == (2, 3)
 
 
 async def test_upsert_never_overwrites_a_row_hit_by_another_unique_key(
@@ -661,16 +671,56 @@ async def test_get_or_create_returns_the_existing_row(teams: TeamService) -> Non
     assert again.id == created.id
 
 
-async def test_get_or_create_refuses_a_soft_deleted_match(heroes: HeroService) -> None:
+async def test_get_or_create_passes_over_a_soft_deleted_match(heroes: HeroService) -> None:
     doomed = await heroes.create(hero("Other", secret_name="Other"))
     await heroes.delete(doomed.id)
-    with pytest.raises(Conflict, match="a deleted hero holds this key"):
-        await heroes.get_or_create(hero("X", secret_name="Other"), keys=["secret_name"])
-    restored = await heroes.restore(doomed.id)
     found, created = await heroes.get_or_create(
         hero("X", secret_name="Other"), keys=["secret_name"]
     )
-    assert (found.id, found.name, created) == (restored.id, "Other", False)
+    assert (found.id != doomed.id, found.name, created) == (True, "X", True)
+    again, created = await heroes.get_or_create(
+        hero("Y", secret_name="Other"), keys=["secret_name"]
+    )
+    assert (again.id, created) == (found.id, False)
+    with pytest.raises(Conflict, match="taken"):  # its secret name is a live hero's now
+        async with heroes.session.begin_nested():
+            await heroes.restore(doomed.id)
+
+
+class CouponBase(SQLModel, registry=registry(metadata=sa.MetaData())):
+    """Soft delete with a key unique among ALL rows, deleted ones too (no live column)."""
+
+
+class Coupon(CouponBase, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    code: str = Field(max_length=20, unique=True)
+    percent: int = 0
+    deleted_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class CouponService(Upserts[Coupon, Coupon, Coupon], SoftDelete[Coupon, Coupon, Coupon]):
+    model = Coupon
+    filters = FilterSpec({})
+
+
+async def test_a_key_unique_among_all_rows_revives_on_upsert_and_refuses_get_or_create(
+    engine: AsyncEngine,
+) -> None:
+    async with engine.begin() as connection:
+        await connection.run_sync(CouponBase.metadata.create_all)
+    try:
+        async with AsyncSession(engine, expire_on_commit=False) as session:
+            coupons = CouponService(session)
+            first = await coupons.upsert(Coupon(code="SAVE", percent=5), conflict=["code"])
+            await coupons.delete(first.id)
+            with pytest.raises(Conflict, match="a deleted coupon holds this key"):
+                await coupons.get_or_create(Coupon(code="SAVE", percent=9), keys=["code"])
+            revived = await coupons.upsert(Coupon(code="SAVE", percent=7), conflict=["code"])
+            assert (revived.id, revived.percent, revived.deleted_at) == (first.id, 7, None)
+            assert await coupons.count(include_deleted=True) == 1
+    finally:
+        async with engine.begin() as connection:
+            await connection.run_sync(CouponBase.metadata.drop_all)
 
 
 async def test_constraint_errors_are_safe_to_show(heroes: HeroService, teams: TeamService) -> None:

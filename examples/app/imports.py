@@ -103,8 +103,9 @@ async def name_the_item(heroes: HeroService, items: Sequence[HeroCreate]) -> Ite
         sa.or_(
             col(Hero.secret_name).in_([item.secret_name for item in items]),
             sa.tuple_(col(Hero.name), col(Hero.team_id)).in_(pairs) if pairs else sa.false(),
-        )
-    )  # every row, soft-deleted ones too: the unique constraints cover them
+        ),
+        col(Hero.deleted_at).is_(None),  # the keys are unique among live heroes only
+    )
     hits = []
     for row in (await heroes.session.exec(statement)).all():
         for field, value in {"secret_name": (row[0],), "name, team_id": (row[1], row[2])}.items():

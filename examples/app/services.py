@@ -49,6 +49,7 @@ class HeroService(
     Versioned[Hero, HeroCreate, HeroUpdate],
 ):
     model = Hero
+    live_column = "live"  # unique keys hold among live rows
     filters = FilterSpec(
         {
             "name": FilterField(Hero.name, COMPARISON | TEXT, sortable=True),

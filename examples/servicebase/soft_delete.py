@@ -15,11 +15,17 @@ from .service import CreateT, ModelT, ServiceBase, UpdateT
 
 class SoftDelete(ServiceBase[ModelT, CreateT, UpdateT]):
     soft_delete_column: ClassVar[str] = "deleted_at"  # a nullable timestamp on the model
+    # A computed column, 1 while live and NULL once deleted, that the unique keys include
+    # (unique among live rows): Upserts then matches live rows only. None: keys are global.
+    live_column: ClassVar[str | None] = None
+    _live: ClassVar[Any] = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if "model" in cls.__dict__:
-            cls._deleted = sa.inspect(cls.model).columns[cls.soft_delete_column]
+            columns = sa.inspect(cls.model).columns
+            cls._deleted = columns[cls.soft_delete_column]
+            cls._live = columns[cls.live_column] if cls.live_column else None
 
     @property
     def _deleted_attr(self) -> Any:

@@ -50,7 +50,8 @@ class Upserts(ServiceBase[ModelT, CreateT, UpdateT]):
         for item in items:
             groups.setdefault(frozenset(item.model_fields_set), []).append(item)
         batches = [(fields, self._rows(group)) for fields, group in groups.items()]
-        self._refuse_duplicates([row for _, rows in batches for row in rows], conflict)
+        conflict = self._conflict_key(conflict)
+        self._refuse_duplicates(self._key_rows([row for _, rows in batches for row in rows]))
         table = self.model.__table__  # type: ignore[attr-defined]
         for fields, rows in batches:
             per_chunk = max(1, MAX_BIND_PARAMETERS // len(rows[0]))
@@ -75,8 +76,10 @@ class Upserts(ServiceBase[ModelT, CreateT, UpdateT]):
                 if self.dialect == "mysql":
                     # ON DUPLICATE KEY fires on ANY unique key: refuse rows that would hit
                     # another row, and never change a row whose conflict key differs.
-                    await self._refuse_other_key_hits(chunk, conflict)
-                    same = sa.and_(*[table.c[key] == getattr(new, key) for key in conflict])
+                    await self._refuse_other_key_hits(self._key_rows(chunk), conflict)
+                    same = sa.and_(
+                        *[table.c[k] == getattr(new, k) for k in chunk[0] if k in conflict]
+                    )
                     guarded = {k: sa.case((same, v), else_=table.c[k]) for k, v in updates.items()}
                     statement = statement.on_duplicate_key_update(guarded)
                 else:
@@ -87,8 +90,8 @@ class Upserts(ServiceBase[ModelT, CreateT, UpdateT]):
 
     # --8<-- [end:upsert]
 
-    def _unique_keys(self, conflict: Sequence[str]) -> list[tuple[str, ...]]:
-        """The table's unique keys (primary key first) other than `conflict`."""
+    def _all_unique_keys(self) -> list[tuple[str, ...]]:
+        """The table's unique keys, primary key first."""
         table = self.model.__table__  # type: ignore[attr-defined]
         constraints = [table.primary_key, *table.constraints, *table.indexes]
         keys = [
@@ -97,22 +100,43 @@ class Upserts(ServiceBase[ModelT, CreateT, UpdateT]):
             if isinstance(constraint, sa.PrimaryKeyConstraint | sa.UniqueConstraint)
             or (isinstance(constraint, sa.Index) and constraint.unique)
         ]
-        if set(conflict) not in [set(key) for key in keys]:
-            raise ValueError(f"conflict={list(conflict)} is not a unique key of {table.name}")
-        return [key for key in dict.fromkeys(keys) if set(key) != set(conflict)]
+        return list(dict.fromkeys(keys))
 
-    def _refuse_duplicates(
-        self, rows: Sequence[Mapping[str, Any]], conflict: Sequence[str]
-    ) -> None:
+    def _conflict_key(self, conflict: Sequence[str]) -> list[str]:
+        """`conflict` as a unique key of the table; with SoftDelete's live_column, the key
+        among live rows that `conflict` names (["secret_name"] -> ["secret_name", "live"])."""
+        keys = [set(key) for key in self._all_unique_keys()]
+        live = getattr(self, "_live", None)  # set by SoftDelete when mixed in
+        if live is not None and {*conflict, live.key} in keys:
+            return [*conflict, live.key] if live.key not in conflict else list(conflict)
+        if set(conflict) not in keys:
+            table = self.model.__table__  # type: ignore[attr-defined]
+            raise ValueError(f"conflict={list(conflict)} is not a unique key of {table.name}")
+        return list(conflict)
+
+    def _key_rows(self, rows: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+        """Rows with the live column's value for the key checks: every written row is live."""
+        live = getattr(self, "_live", None)
+        return list(rows) if live is None else [{**row, live.key: 1} for row in rows]
+
+    def _shown(self, key: Sequence[str]) -> str:
+        live = getattr(self, "_live", None)
+        return ", ".join(column for column in key if live is None or column != live.key)
+
+    def _unique_keys(self, conflict: Sequence[str]) -> list[tuple[str, ...]]:
+        """The table's unique keys other than `conflict` (a key _conflict_key returned)."""
+        return [key for key in self._all_unique_keys() if set(key) != set(conflict)]
+
+    def _refuse_duplicates(self, rows: Sequence[Mapping[str, Any]]) -> None:
         """Conflict when two rows of one batch share a unique key (NULLs never collide)."""
-        for key in [tuple(conflict), *self._unique_keys(conflict)]:
+        for key in self._all_unique_keys():
             seen: set[tuple[Any, ...]] = set()
             for row in rows:
                 value = tuple(row.get(column) for column in key)
                 if None in value:
                     continue
                 if value in seen:
-                    raise Conflict(f"the batch has the same {', '.join(key)} more than once")
+                    raise Conflict(f"the batch has the same {self._shown(key)} more than once")
                 seen.add(value)
 
     async def _refuse_other_key_hits(
@@ -153,19 +177,25 @@ class Upserts(ServiceBase[ModelT, CreateT, UpdateT]):
                 owner = owners[key].get(tuple(hit[column] for column in key))
                 if owner is not None and owner != target:
                     raise Conflict(
-                        f"{self._name} conflicts with an existing one on {', '.join(key)}"
+                        f"{self._name} conflicts with an existing one on {self._shown(key)}"
                     )
 
     async def upsert(self, data: CreateT, *, conflict: Sequence[str]) -> ModelT:
         await self.upsert_many([data], conflict=conflict)
         key_filter = [getattr(self.model, name) == getattr(data, name) for name in conflict]
-        statement = select(self.model).where(*key_filter).execution_options(populate_existing=True)
+        statement = (
+            select(self.model)
+            .where(*key_filter, *self._scope(False))
+            .execution_options(populate_existing=True)
+        )
         return (await self.session.exec(statement)).one()
 
     # --8<-- [start:get_or_create]
     async def get_or_create(self, data: CreateT, *, keys: Sequence[str]) -> tuple[ModelT, bool]:
         """Race-safe: insert-or-nothing on the unique key, then read. Never check-then-insert."""
         (row,) = self._rows([data])
+        keys = self._conflict_key(keys)
+        (key_row,) = self._key_rows([row])
         created: bool
         if self.dialect == "mysql":  # no ON CONFLICT DO NOTHING: absorb the duplicate-key error
             # InnoDB undoes only the failing statement on a duplicate key; the transaction goes
@@ -192,7 +222,7 @@ class Upserts(ServiceBase[ModelT, CreateT, UpdateT]):
             created = inserted is not None
         lookup = (
             select(self.model)
-            .where(*[getattr(self.model, key) == row[key] for key in keys])
+            .where(*[getattr(self.model, key) == key_row[key] for key in keys])
             .with_for_update(read=True)  # MySQL: read the latest committed row, not a snapshot
             .execution_options(populate_existing=True)
         )
