@@ -16,6 +16,7 @@ from benchmarks import (
     replica_lag,
     scenarios,
     sqlite_locking,
+    trigram,
     uuid_keys,
     workers,
 )
@@ -37,6 +38,7 @@ def main() -> None:
             "workers",
             "drivers",
             "uuid-keys",
+            "trigram",
         ],
     )
     parser.add_argument("--db", choices=["sqlite", "postgresql", "mysql"], default="postgresql")
@@ -54,6 +56,8 @@ def main() -> None:
         asyncio.run(orm(args.db, quick=args.quick))
     elif args.scenario == "uuid-keys":
         asyncio.run(uuid_keys.main(rows, save_results=not args.quick))
+    elif args.scenario == "trigram":
+        asyncio.run(trigram.main(rows, max(5, repetitions // 5), save_results=not args.quick))
     elif args.scenario == "drivers":
         asyncio.run(drivers.main(rows, repetitions, save_results=not args.quick))
     elif args.scenario == "workers":

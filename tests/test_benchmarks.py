@@ -13,6 +13,7 @@ from benchmarks import (
     replica_lag,
     scenarios,
     sqlite_locking,
+    trigram,
     uuid_keys,
     workers,
 )
@@ -140,3 +141,19 @@ async def test_uuid_key_benchmark_measures_both_key_kinds() -> None:
     results = await uuid_keys.main(rows=3000, save_results=False)
     assert set(results["index_bytes"]) == {"uuid4", "uuid7"}
     assert all(size > 0 for size in results["index_bytes"].values())
+
+
+@pytest.mark.backends("postgresql")
+@pytest.mark.usefixtures("backend")
+async def test_trigram_benchmark_agrees_and_uses_the_index() -> None:
+    # main() checks that both databases return the same page and total before timing them.
+    results = await trigram.main(rows=20_000, repetitions=2, save_results=False)
+    assert results["index_used"]["3 letters"] is True
+    for search in ("3 letters", "rare", "2 letters"):
+        assert set(results[search]) == {
+            "no index",
+            "pg_trgm GIN index",
+            "index, force_custom_plan",
+            "matches",
+        }
+        assert results[search]["matches"] > 0
