@@ -14,8 +14,8 @@ from sqlmodel import Field, SQLModel, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from examples.app.models import Hero, HeroPower, HeroStatus, Power, Team
-from examples.app.schemas import HeroCreate, HeroUpdate, TeamCreate
-from examples.app.services import HeroService, TeamService
+from examples.app.schemas import HeroCreate, HeroPowerCreate, HeroPowerGrant, HeroUpdate, TeamCreate
+from examples.app.services import HeroPowerService, HeroService, TeamService
 from examples.app.types import UTCDateTime
 from examples.data_models import main as data_models_main
 from examples.relationships import grant_power
@@ -847,3 +847,38 @@ async def test_statements_per_method(
 
 TEAM = TeamCreate(name="Preventers", headquarters="Sharp Tower")
 LOAD = ["team", "powers"]
+
+
+async def test_a_composite_primary_key_takes_tuple_ids_everywhere(
+    engine: AsyncEngine, heroes: HeroService
+) -> None:
+    links = HeroPowerService(heroes.session)
+    powers = [Power(name=f"power {n}") for n in range(3)]
+    heroes.session.add_all(powers)
+    made = await heroes.create_many([hero("A"), hero("B")])
+    await heroes.session.flush()
+    for h in made:
+        for power in powers:
+            await links.create(HeroPowerCreate(hero_id=h.id, power_id=power.id or 0, level=5))
+    first, second = made[0].id, made[1].id
+    key = (first, powers[1].id)
+    assert (await links.get(key)).level == 5
+    with counting_statements(engine) as log:
+        updated = await links.update(key, HeroPowerGrant(level=9))
+    assert (updated.level, len(log.statements)) == (9, 2)  # SELECT, UPDATE
+    # Sorted by level, then by every key column: a total order, pages never overlap.
+    page = await links.page(limit=4)
+    assert page.total == 6
+    rest = await links.page(limit=4, offset=4)
+    seen = [(link.hero_id, link.power_id) for link in [*page.items, *rest.items]]
+    assert seen[0] == key
+    assert sorted(seen[1:]) == seen[1:]
+    assert len(set(seen)) == 6
+    with counting_statements(engine) as log:
+        await links.delete(key)
+    assert len(log.statements) == 1
+    with pytest.raises(NotFound):
+        await links.get(key)
+    with pytest.raises(NotFound):
+        await links.delete((second, 987654))
+    assert await links.count() == 5

@@ -98,3 +98,8 @@ class PowerCreate(PowerBase):
 
 class HeroPowerGrant(SQLModel):
     level: int = Field(ge=1, le=10)
+
+
+class HeroPowerCreate(HeroPowerGrant):
+    hero_id: uuid.UUID
+    power_id: int

@@ -7,7 +7,15 @@ from sqlalchemy.orm import joinedload, selectinload
 from sqlmodel import col, func, select, update
 
 from examples.app.models import Hero, HeroPower, Power, Team
-from examples.app.schemas import HeroCreate, HeroUpdate, PowerCreate, TeamCreate, TeamUpdate
+from examples.app.schemas import (
+    HeroCreate,
+    HeroPowerCreate,
+    HeroPowerGrant,
+    HeroUpdate,
+    PowerCreate,
+    TeamCreate,
+    TeamUpdate,
+)
 from examples.servicebase.cursors import CursorPages
 from examples.servicebase.errors import NotFound
 from examples.servicebase.filters import (
@@ -121,6 +129,18 @@ class HeroService(
             raise NotFound(f"hero {hero_id} does not have power {power_id}")
         await self.session.delete(link)
         await self._flush()
+
+
+# --8<-- [start:composite_key]
+class HeroPowerService(ServiceBase[HeroPower, HeroPowerCreate, HeroPowerGrant]):
+    """A composite primary key: ids are tuples in key order, get((hero_id, power_id))."""
+
+    model = HeroPower
+    filters = FilterSpec({"level": FilterField(HeroPower.level, COMPARISON, sortable=True)})
+    default_sort = "-level"  # then hero_id, power_id: every key column breaks ties
+
+
+# --8<-- [end:composite_key]
 
 
 class PowerService(ServiceBase[Power, PowerCreate, PowerCreate]):

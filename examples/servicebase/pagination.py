@@ -36,7 +36,7 @@ class SortKey:
 def parse_sort(
     raw: str,
     sortable: dict[str, tuple[QueryableAttribute[Any], TypeAdapter[Any]]],
-    tie_breaker: tuple[str, QueryableAttribute[Any], TypeAdapter[Any]],
+    tie_breakers: Sequence[tuple[str, QueryableAttribute[Any], TypeAdapter[Any]]],
 ) -> list[SortKey]:
     """'-age,name:nulls_first' -> sort keys, ending with the primary key so the order is total."""
     keys: list[SortKey] = []
@@ -54,9 +54,9 @@ def parse_sort(
             raise InvalidFilter(f"{name!r} appears twice in sort")
         column, adapter = sortable[name]
         keys.append(SortKey(name, column, part.startswith("-"), option != "nulls_first", adapter))
-    pk_name, pk_column, pk_adapter = tie_breaker
-    if not any(key.name == pk_name for key in keys):
-        keys.append(SortKey(pk_name, pk_column, False, True, pk_adapter))
+    for pk_name, pk_column, pk_adapter in tie_breakers:
+        if not any(key.name == pk_name for key in keys):
+            keys.append(SortKey(pk_name, pk_column, False, True, pk_adapter))
     return keys
 
 

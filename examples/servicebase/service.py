@@ -50,8 +50,8 @@ class ServiceBase(Generic[ModelT, CreateT, UpdateT]):
     _deleted: ClassVar[Any] = None  # the soft-delete column, set by SoftDelete
 
     # Derived once per subclass (in __init_subclass__), not per request.
-    _pk: ClassVar[Any]
-    _pk_adapter: ClassVar[TypeAdapter[Any]]
+    _pk: ClassVar[tuple[Any, ...]]  # the primary key's columns; a composite key's id is a tuple
+    _tie_breakers: ClassVar[list[tuple[str, QueryableAttribute[Any], TypeAdapter[Any]]]]
     _version: ClassVar[Any]  # the mapper's version_id_col, or None
     _name: ClassVar[str]
     _sortable: ClassVar[dict[str, tuple[QueryableAttribute[Any], TypeAdapter[Any]]]]
@@ -61,8 +61,9 @@ class ServiceBase(Generic[ModelT, CreateT, UpdateT]):
         if "model" not in cls.__dict__:  # an intermediate base class
             return
         mapper = sa.inspect(cls.model)
-        (cls._pk,) = mapper.primary_key  # single-column primary keys
-        cls._pk_adapter = TypeAdapter(value_type_for(getattr(cls.model, cls._pk.key)))
+        cls._pk = tuple(mapper.primary_key)
+        attributes = [getattr(cls.model, column.key) for column in cls._pk]
+        cls._tie_breakers = [(a.key, a, TypeAdapter(value_type_for(a))) for a in attributes]
         cls._version = mapper.version_id_col
         cls._name = mapper.class_.__name__.lower()
         cls._sortable = {
@@ -74,13 +75,12 @@ class ServiceBase(Generic[ModelT, CreateT, UpdateT]):
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    @property
-    def _pk_attr(self) -> QueryableAttribute[Any]:
-        # Not a class attribute: a mapped attribute there would act as a descriptor.
-        attribute: QueryableAttribute[Any] = getattr(self.model, self._pk.key)
-        return attribute
+    def _key(self, id: Any) -> tuple[Any, ...]:
+        return tuple(id) if len(self._pk) > 1 else (id,)
 
-    # ------------------------------------------------------------------ helpers
+    def _by_id(self, id: Any) -> sa.ColumnElement[bool]:
+        pairs = zip(self._pk, self._key(id), strict=True)
+        return sa.and_(*[getattr(self.model, column.key) == value for column, value in pairs])
 
     @property
     def dialect(self) -> str:
@@ -124,8 +124,7 @@ class ServiceBase(Generic[ModelT, CreateT, UpdateT]):
         return limit
 
     def _sort(self, sort: str | None) -> list[SortKey]:
-        tie_breaker = (self._pk.key, self._pk_attr, self._pk_adapter)
-        return parse_sort(sort or self.default_sort, self._sortable, tie_breaker)
+        return parse_sort(sort or self.default_sort, self._sortable, self._tie_breakers)
 
     async def _read(self, statement: Any) -> Any:
         # Objects in the session may be stale after a bulk UPDATE or upsert in this unit of
@@ -142,8 +141,6 @@ class ServiceBase(Generic[ModelT, CreateT, UpdateT]):
         except IntegrityError as error:
             raise (translate(error, self._name) or error) from None
 
-    # ------------------------------------------------------------------ create
-
     async def create(self, data: CreateT, *, load: Sequence[str] = ()) -> ModelT:
         obj = self.model.model_validate(data)
         self.session.add(obj)
@@ -158,13 +155,11 @@ class ServiceBase(Generic[ModelT, CreateT, UpdateT]):
         await self._flush()
         return objs
 
-    # ------------------------------------------------------------------ read
-
     async def get(
         self, id: Any, *, load: Sequence[str] = (), include_deleted: bool = False
     ) -> ModelT:
         obj = await self.get_one_or_none(
-            {}, load=load, include_deleted=include_deleted, _extra=[self._pk_attr == id]
+            {}, load=load, include_deleted=include_deleted, _extra=[self._by_id(id)]
         )
         if obj is None:
             raise NotFound(f"{self._name} {id} not found")
@@ -198,7 +193,7 @@ class ServiceBase(Generic[ModelT, CreateT, UpdateT]):
         return (await self.session.exec(statement)).one()
 
     async def exists(self, filter: Any = None, *, include_deleted: bool = False) -> bool:
-        inner = select(self._pk_attr).where(*self._where(filter, include_deleted))
+        inner = select(*self._pk).where(*self._where(filter, include_deleted))
         return bool((await self.session.exec(select(sa.exists(inner)))).one())
 
     # --8<-- [start:page]
@@ -240,8 +235,6 @@ class ServiceBase(Generic[ModelT, CreateT, UpdateT]):
 
     # --8<-- [end:page]
 
-    # ------------------------------------------------------------------ update
-
     # --8<-- [start:update]
     async def update(self, id: Any, data: UpdateT, *, load: Sequence[str] = ()) -> ModelT:
         """Partial update of the fields the client sent; `load`: relationships to return with it."""
@@ -255,7 +248,10 @@ class ServiceBase(Generic[ModelT, CreateT, UpdateT]):
     async def _reload(self, obj: ModelT, load: Sequence[str]) -> ModelT:
         """obj with the relationships named in load, read after the write (a changed foreign
         key changes what a relationship holds); no statement when load is empty."""
-        return await self.get(getattr(obj, self._pk.key), load=load) if load else obj
+        if not load:
+            return obj
+        key = tuple(getattr(obj, column.key) for column in self._pk)
+        return await self.get(key if len(key) > 1 else key[0], load=load)
 
     # --8<-- [end:update]
 
@@ -284,11 +280,9 @@ class ServiceBase(Generic[ModelT, CreateT, UpdateT]):
     async def _execute_rowcount(self, statement: Any) -> int:
         return int((await self._execute(statement)).rowcount)
 
-    # ------------------------------------------------------------------ delete
-
     async def delete(self, id: Any) -> None:
         """One DELETE statement. The schema's ON DELETE rules apply, not ORM cascades."""
-        statement = sa.delete(self.model).where(self._pk_attr == id, *self._scope(False))
+        statement = sa.delete(self.model).where(self._by_id(id), *self._scope(False))
         if await self._execute_rowcount(statement) == 0:
             raise NotFound(f"{self._name} {id} not found")
 

@@ -42,14 +42,14 @@ class SoftDelete(ServiceBase[ModelT, CreateT, UpdateT]):
             return await super().delete(id)
         statement = (
             sa.update(self.model)
-            .where(self._pk_attr == id, *self._scope(False))
+            .where(self._by_id(id), *self._scope(False))
             .values({self._deleted_attr: sa.func.now(), **self._bump()})
             .execution_options(synchronize_session=False)
         )
         if await self._execute_rowcount(statement) == 0:
             raise NotFound(f"{self._name} {id} not found")
         held = self.session.identity_map.get(
-            sa.inspect(self.model).identity_key_from_primary_key([id])
+            sa.inspect(self.model).identity_key_from_primary_key(list(self._key(id)))
         )
         if held is not None:  # a caller holds this row: it sees the change, never a lazy load
             columns = [column.key for column in sa.inspect(self.model).column_attrs]
@@ -74,7 +74,7 @@ class SoftDelete(ServiceBase[ModelT, CreateT, UpdateT]):
         (MariaDB can't: one SELECT more). A row that isn't deleted comes back unchanged."""
         statement = (
             sa.update(self.model)
-            .where(self._pk_attr == id, self._deleted.is_not(None))
+            .where(self._by_id(id), self._deleted.is_not(None))
             .values({self._deleted: None, **self._bump()})
             .execution_options(synchronize_session=False)
         )

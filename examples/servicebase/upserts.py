@@ -53,6 +53,7 @@ class Upserts(ServiceBase[ModelT, CreateT, UpdateT]):
         conflict = self._conflict_key(conflict)
         self._refuse_duplicates(self._key_rows([row for _, rows in batches for row in rows]))
         table = self.model.__table__  # type: ignore[attr-defined]
+        primary = {column.key for column in self._pk}
         for fields, rows in batches:
             per_chunk = max(1, MAX_BIND_PARAMETERS // len(rows[0]))
             for start in range(0, len(rows), per_chunk):
@@ -62,7 +63,7 @@ class Upserts(ServiceBase[ModelT, CreateT, UpdateT]):
                 updates: dict[str, Any] = {
                     name: getattr(new, name)
                     for name in chunk[0]
-                    if name in fields and name not in conflict and name != self._pk.key
+                    if name in fields and name not in conflict and name not in primary
                 }
                 for column in table.columns:  # onupdate isn't applied to ON CONFLICT updates
                     if column.onupdate is not None and column.key not in updates:
@@ -213,7 +214,7 @@ class Upserts(ServiceBase[ModelT, CreateT, UpdateT]):
                 self._insert()
                 .values(row)
                 .on_conflict_do_nothing(index_elements=list(keys))
-                .returning(self._pk)
+                .returning(*self._pk)
             )
             try:
                 inserted = (await self.session.exec(statement)).first()
