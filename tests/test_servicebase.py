@@ -20,6 +20,7 @@ from examples.app.types import UTCDateTime
 from examples.data_models import main as data_models_main
 from examples.relationships import grant_power
 from examples.relationships import main as relationships_main
+from examples.servicebase.cursors import CursorPages
 from examples.servicebase.errors import (
     Conflict,
     ForeignKeyViolation,
@@ -874,6 +875,17 @@ async def test_a_composite_primary_key_takes_tuple_ids_everywhere(
     assert seen[0] == key
     assert sorted(seen[1:]) == seen[1:]
     assert len(set(seen)) == 6
+
+    class CursorLinks(CursorPages[HeroPower, HeroPowerCreate, HeroPowerGrant], HeroPowerService):
+        pass
+
+    cursor_links, walked, cursor = CursorLinks(heroes.session, cursor_secret=SECRET), [], None
+    while True:  # two rows a page, all at level 5 but one: only the key columns order them
+        cursor_page = await cursor_links.page_by_cursor(limit=2, cursor=cursor)
+        walked += [(link.hero_id, link.power_id) for link in cursor_page.items]
+        if (cursor := cursor_page.next_cursor) is None:
+            break
+    assert walked == seen
     with counting_statements(engine) as log:
         await links.delete(key)
     assert len(log.statements) == 1
