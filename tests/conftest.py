@@ -182,17 +182,24 @@ async def drop_database(backend: str, server_url: URL, database: str) -> None:
         await _admin_execute(server_url, f"DROP DATABASE IF EXISTS `{database}`")
 
 
-@pytest_asyncio.fixture
-async def empty_database_url(backend: Backend, tmp_path: Path) -> AsyncIterator[str]:
-    """A new, empty database on the backend's server, for tests that build a schema (migrations)."""
+@asynccontextmanager
+async def an_empty_database(backend: Backend, tmp_path: Path, name: str) -> AsyncIterator[str]:
+    """The URL of a new, empty database on the backend's server, dropped afterwards."""
     if backend.server_url is None:
-        yield f"sqlite+aiosqlite:///{tmp_path}/empty.db"
+        yield f"sqlite+aiosqlite:///{tmp_path}/{name}.db"
         return
     database = await create_database(backend.name, backend.server_url)
     try:
         yield backend.server_url.set(database=database).render_as_string(hide_password=False)
     finally:
         await drop_database(backend.name, backend.server_url, database)
+
+
+@pytest_asyncio.fixture
+async def empty_database_url(backend: Backend, tmp_path: Path) -> AsyncIterator[str]:
+    """A new, empty database on the backend's server, for tests that build a schema (migrations)."""
+    async with an_empty_database(backend, tmp_path, "empty") as url:
+        yield url
 
 
 # ---------------------------------------------------------------- engine and sessions

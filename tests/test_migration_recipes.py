@@ -22,7 +22,7 @@ from sqlalchemy.pool import NullPool
 
 from examples.app.migrate import run, upgrade
 from examples.app.migrations.recipes import backfill_in_batches, rename_app
-from tests.conftest import Backend, create_database, drop_database
+from tests.conftest import Backend, an_empty_database
 from tests.support import run_in, scripts_copy
 from tests.test_migrations import BRANCH_REVISION, REVISIONS, inspect
 
@@ -298,25 +298,13 @@ async def schema_of(url: str) -> dict[str, Any]:
         await engine.dispose()
 
 
-@asynccontextmanager
-async def another_empty_database(backend: Backend, tmp_path: Path) -> AsyncIterator[str]:
-    if backend.server_url is None:
-        yield f"sqlite+aiosqlite:///{tmp_path}/another.db"
-        return
-    database = await create_database(backend.name, backend.server_url)
-    try:
-        yield backend.server_url.set(database=database).render_as_string(hide_password=False)
-    finally:
-        await drop_database(backend.name, backend.server_url, database)
-
-
 async def test_a_squashed_history_builds_the_same_schema(
     backend: Backend, empty_database_url: str, tmp_path: Path
 ) -> None:
     scripts = squashed(tmp_path)
     assert ScriptDirectory(str(scripts)).get_bases() == [BASELINE]
     await upgrade(empty_database_url)  # the full history
-    async with another_empty_database(backend, tmp_path) as url:
+    async with an_empty_database(backend, tmp_path, "another") as url:
         await run_in(scripts, url, "upgrade", "head")  # the baseline, then what came after it
         assert await version(url) == [REVISIONS[-1]]
         await run_in(scripts, url, "check")  # and the models agree
@@ -399,7 +387,7 @@ async def test_alembic_check_misses_what_a_squash_can_lose(
     baseline.write_text(wrong)
     await run_in(scripts, empty_database_url, "upgrade", "head")
     await run_in(scripts, empty_database_url, "check")  # no diff reported
-    async with another_empty_database(backend, tmp_path) as url:
+    async with an_empty_database(backend, tmp_path, "another") as url:
         await upgrade(url)
         expected, got = await schema_of(url), await schema_of(empty_database_url)
     differs = "enums" if backend.name == "postgresql" else "table options"
