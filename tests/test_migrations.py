@@ -1044,7 +1044,7 @@ async def test_a_run_from_the_app_keeps_the_apps_logging(
     assert "Running upgrade" not in capfd.readouterr().err  # no second, console handler
 
 
-@pytest.mark.backends("sqlite", "postgresql")
+@pytest.mark.backends("sqlite", "postgresql", "psycopg", "mysql")
 async def test_the_migration_engine_is_the_apps_without_timeouts(
     backend: Backend, empty_database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -1062,6 +1062,12 @@ async def test_the_migration_engine_is_the_apps_without_timeouts(
                     for name in ("foreign_keys", "busy_timeout", "journal_mode")
                 ]
                 assert pragmas == [0, 600_000, "wal"]  # wal: the app's own settings apply
+            elif backend.name == "mysql":
+                await connection.exec_driver_sql("SELECT SLEEP(0.05)")  # 50 ms > 1 ms
+                shown = await connection.exec_driver_sql(
+                    "SELECT @@max_statement_time, @@time_zone"
+                )
+                assert tuple(shown.one()) == (0, "+00:00")  # the app's UTC session kept
             else:
                 await connection.exec_driver_sql("SELECT pg_sleep(0.05)")  # 50 ms > 1 ms
                 shown = await connection.exec_driver_sql(
@@ -1070,7 +1076,8 @@ async def test_the_migration_engine_is_the_apps_without_timeouts(
                 )
                 assert tuple(shown.one()) == ("0", "async-sqlmodel")
                 raw = (await connection.get_raw_connection()).driver_connection
-                assert raw._config.command_timeout is None  # type: ignore[union-attr]
+                if backend.driver == "asyncpg":
+                    assert raw._config.command_timeout is None  # type: ignore[union-attr]
     finally:
         await engine.dispose()
 

@@ -506,7 +506,7 @@ async def pool_is_idle(http: AsyncClient) -> bool:
     return bool((await http.get("/health/ready")).json()["pool"]["checkedout"] == 0)
 
 
-@pytest.mark.backends("postgresql")
+@pytest.mark.backends("postgresql", "psycopg", "mysql")
 async def test_statement_timeout_is_a_clean_503_and_the_connection_survives(
     live_app: LiveAppFactory,
 ) -> None:

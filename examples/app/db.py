@@ -18,10 +18,13 @@ from examples.app.settings import Settings
 
 
 # --8<-- [start:engine]
-def mysql_connect_args() -> dict[str, Any]:
+def mysql_connect_args(statement_timeout_ms: int = 0) -> dict[str, Any]:
     """Every MySQL/MariaDB connection (app and migrations): full UTF-8, UTC session clock."""
     # NOW()/CURRENT_TIMESTAMP and DATETIME follow the session time zone: make it UTC.
-    return {"charset": "utf8mb4", "init_command": "SET time_zone = '+00:00'"}
+    init = "SET time_zone = '+00:00'"
+    if statement_timeout_ms:  # /*M! */: MariaDB only
+        init += f" /*M!, max_statement_time = {statement_timeout_ms / 1000} */"
+    return {"charset": "utf8mb4", "init_command": init}
 
 
 # The dialect names of mysql+aiomysql:// and mariadb+aiomysql:// URLs.
@@ -30,7 +33,7 @@ MYSQL_DIALECTS = ("mysql", "mariadb")
 
 def bounded_aiomysql_connect(timeout: float) -> Callable[..., Awaitable[Any]]:
     async def connect(*args: Any, **kwargs: Any) -> Any:
-        # Imported here, by name: the module type-checks and imports without aiomysql installed.
+        # By name: this module imports and type-checks without aiomysql installed.
         aiomysql = importlib.import_module("aiomysql")
         async with asyncio.timeout(timeout):  # then TimeoutError: the app answers 503
             return await aiomysql.connect(*args, **kwargs)
@@ -48,7 +51,7 @@ def create_engine(
     options: dict[str, Any] = {
         "echo": settings.echo_sql,
         "hide_parameters": True,  # logs and error messages show the SQL, never the values
-        "pool_pre_ping": True,  # replace connections the server closed while idle
+        "pool_pre_ping": True,  # replace connections the server closed
     }
     if poolclass is not None:
         options["poolclass"] = poolclass
@@ -62,8 +65,7 @@ def create_engine(
         connect_args["command_timeout"] = settings.statement_timeout_ms / 1000 + 5
         connect_args["timeout"] = settings.connect_timeout  # a new connection's handshake
         if settings.pgbouncer:
-            # No statement cache: asyncpg then prepares unnamed statements, which leave nothing
-            # on the shared server connection (named ones pile up there).
+            # No statement cache: unnamed statements leave nothing on the shared server connection.
             connect_args["statement_cache_size"] = 0
             database_url = database_url.update_query_dict({"prepared_statement_cache_size": "0"})
         else:
@@ -73,15 +75,15 @@ def create_engine(
         connect_args["application_name"] = settings.application_name
         connect_args["connect_timeout"] = max(1, round(settings.connect_timeout))  # libpq: whole s
         if settings.pgbouncer:
-            # psycopg prepares a query after 5 runs on a connection; the pooler's next one may
-            # not have it ("prepared statement does not exist").
+            # psycopg prepares after 5 runs; the pooler's next connection may lack it
+            # ("prepared statement does not exist").
             connect_args["prepare_threshold"] = None
         else:  # a startup option; PgBouncer refuses it ("unsupported startup parameter")
             connect_args["options"] = f"-c statement_timeout={settings.statement_timeout_ms:d}"
     elif backend in MYSQL_DIALECTS:
-        connect_args |= mysql_connect_args()
-        # aiomysql's connect_timeout bounds the TCP connect, not the handshake. async_creator_fn:
-        # SQLAlchemy's internal hook, called with the URL's arguments (test_production pins it).
+        connect_args |= mysql_connect_args(settings.statement_timeout_ms)
+        # aiomysql's connect_timeout bounds the TCP connect, not the handshake.
+        # async_creator_fn: SQLAlchemy's internal hook (test_production pins it).
         connect_args["async_creator_fn"] = bounded_aiomysql_connect(settings.connect_timeout)
         options["pool_recycle"] = settings.pool_recycle
     in_memory = database_url.database in (None, "", ":memory:") or (
@@ -94,7 +96,7 @@ def create_engine(
             "pool_size": settings.pool_size,
             "max_overflow": settings.max_overflow,
             "pool_timeout": settings.pool_timeout,
-            # Reuse the hottest connections: an idle timeout can close the rarely used extras.
+            # LIFO: the rarely used extras idle out and close.
             "pool_use_lifo": True,
         }
     engine = create_async_engine(database_url, connect_args=connect_args, **options)
@@ -179,8 +181,8 @@ def unicode_lower(value: Any) -> Any:
 
 # --8<-- [start:session_factory]
 def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    # expire_on_commit=False: attributes stay readable after commit; with the
-    # default, the next attribute access would lazy-load and raise MissingGreenlet.
+    # expire_on_commit=False: with the default, reading an attribute after commit
+    # lazy-loads and raises MissingGreenlet.
     return async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)
 
 

@@ -20,7 +20,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import NullPool
 
-from examples.app.db import create_engine
+from examples.app.db import create_engine, mysql_connect_args
 from examples.app.settings import Settings
 
 # The file the `alembic` command reads, found the same way: $ALEMBIC_CONFIG, else alembic.ini in
@@ -40,6 +40,10 @@ def migration_engine(url: str) -> AsyncEngine:
         # for another process's migration (env.py's lock has its own timeout).
         params.pop("command_timeout", None)
         params.get("server_settings", {}).pop("statement_timeout", None)
+        if "statement_timeout" in params.get("options", ""):  # psycopg's startup option
+            params.pop("options")
+        if "init_command" in params:  # MySQL/MariaDB
+            params["init_command"] = mysql_connect_args()["init_command"]
 
     if engine.dialect.name == "sqlite":
 
