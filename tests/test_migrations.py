@@ -1064,9 +1064,7 @@ async def test_the_migration_engine_is_the_apps_without_timeouts(
                 assert pragmas == [0, 600_000, "wal"]  # wal: the app's own settings apply
             elif backend.name == "mysql":
                 await connection.exec_driver_sql("SELECT SLEEP(0.05)")  # 50 ms > 1 ms
-                shown = await connection.exec_driver_sql(
-                    "SELECT @@max_statement_time, @@time_zone"
-                )
+                shown = await connection.exec_driver_sql("SELECT @@max_statement_time, @@time_zone")
                 assert tuple(shown.one()) == (0, "+00:00")  # the app's UTC session kept
             else:
                 await connection.exec_driver_sql("SELECT pg_sleep(0.05)")  # 50 ms > 1 ms
