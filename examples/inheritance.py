@@ -89,7 +89,7 @@ def base_with_relationship() -> None:
 
     class Owned(SQLModel):
         customer_id: int = Field(foreign_key="customer.id")
-        customer: Customer | None = Relationship()
+        customer: Customer | None = Relationship()  # check: ignore[ASM006]
 
     _two_tables(Owned)
 

@@ -1,7 +1,5 @@
 """Test helpers for an async SQLModel + FastAPI project: copy into your tests' support module.
-
-It imports nothing from the app: the app, its engine and its session-factory dependency are
-parameters, so the copy works unchanged in any package.
+It imports nothing from the app (all parameters): the copy works unchanged in any package.
 
 database_per_run: a scratch database named after yours (<name>_test_<pid>_<hex>), dropped after.
 rolled_back_session: every test's writes vanish, even when the code under test commits.
@@ -83,8 +81,8 @@ async def database_per_run(url: str | URL) -> AsyncIterator[URL]:
 async def rolled_back_session(engine: AsyncEngine) -> AsyncIterator[AsyncSession]:
     """A session whose commits only release savepoints; everything is rolled back at exit.
 
-    The session joins an outer transaction on one connection (SQLAlchemy's "joining a session
-    into an external transaction" recipe). On SQLite this needs the BEGIN handling in db.py.
+    SQLAlchemy's "joining a session into an external transaction" recipe, on one connection.
+    On SQLite this needs the BEGIN handling in db.py.
     """
     async with engine.connect() as conn:
         outer = await conn.begin()
@@ -154,18 +152,22 @@ def counting_statements(engine: AsyncEngine) -> Iterator[StatementLog]:
 # --8<-- [start:app_client]
 @asynccontextmanager
 async def app_client(
-    app: FastAPI, session: AsyncSession, session_factory_dependency: Callable[..., Any]
+    app: FastAPI,
+    session: AsyncSession,
+    session_factory_dependency: Callable[..., Any],
+    **factory_options: Any,
 ) -> AsyncIterator[AsyncClient]:
-    """The app over HTTP, in-process, with its lifespan running (LifespanManager: httpx's
-    ASGITransport alone wouldn't run it). `session_factory_dependency` returns the app's
-    async_sessionmaker. Every session the app opens joins the test session's transaction on its
-    one connection, so commits release savepoints and nothing stays; requests run one at a time
-    (a lock): test real concurrency with real commits."""
+    """The app over HTTP, in-process, lifespan running (ASGITransport alone doesn't run it).
+    `session_factory_dependency` returns the app's async_sessionmaker; `factory_options`: the
+    app's own (sync_session_class=...). Every session the app opens joins the test session's
+    transaction on its one connection: commits release savepoints, nothing stays. Requests run
+    one at a time: test real concurrency with real commits."""
     app.dependency_overrides[session_factory_dependency] = lambda: async_sessionmaker(
         bind=session.bind,
         class_=AsyncSession,
         expire_on_commit=False,
         join_transaction_mode="create_savepoint",
+        **factory_options,
     )
     one_at_a_time = asyncio.Lock()
     try:

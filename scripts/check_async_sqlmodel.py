@@ -432,8 +432,10 @@ class Checker(ast.NodeVisitor):
             and self.from_module(name, "sqlalchemy.orm", "sqlmodel")
         ):
             self.add(node, "ASM002")
-        if name == "async_sessionmaker" and not is_constant_false(
-            keyword(node, "expire_on_commit")
+        if (
+            name == "async_sessionmaker"
+            and not is_constant_false(keyword(node, "expire_on_commit"))
+            and not any(k.arg is None for k in node.keywords)  # **options may hold it
         ):
             self.add(node, "ASM003")
         if name in ("Relationship", "relationship") and self.from_module(

@@ -38,7 +38,8 @@ CASES: dict[str, tuple[str, str]] = {
     ),
     "ASM003": (
         "f = async_sessionmaker(engine)",
-        "f = async_sessionmaker(engine, expire_on_commit=False)",
+        "f = async_sessionmaker(engine, expire_on_commit=False)\n"
+        "g = async_sessionmaker(engine, **options)  # can't tell: not reported",
     ),
     "ASM004": (
         "async def f(session):\n    return await session.exec(select(X)).first()",

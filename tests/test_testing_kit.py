@@ -8,16 +8,19 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Annotated
 
 import pytest
+from fastapi import Depends, FastAPI
 from httpx import AsyncClient
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from examples.app.db import configure_sqlite, create_session_factory
 from examples.app.models import Team
 from examples.servicebase.transactions import unit_of_work
-from examples.testing import rolled_back_session, run_database_url
+from examples.testing import app_client, rolled_back_session, run_database_url
 from tests.conftest import Backend
 
 ROOT = Path(__file__).parents[1]
@@ -257,3 +260,26 @@ def test_the_one_database_conftest_runs_as_a_conftest(backend: Backend, tmp_path
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "2 passed" in result.stdout
+
+
+def app_sessions() -> async_sessionmaker[AsyncSession]:
+    raise AssertionError("overridden by app_client")
+
+
+info_app = FastAPI()
+
+
+@info_app.get("/info")
+async def session_info(
+    sessions: Annotated[async_sessionmaker[AsyncSession], Depends(app_sessions)],
+) -> dict[str, int]:
+    async with sessions() as inner:
+        return {"tenant": inner.info["tenant"]}
+
+
+@pytest.mark.backends("sqlite")
+async def test_app_client_keeps_the_apps_own_session_factory_options(session: AsyncSession) -> None:
+    # A tenant-scoped app's factory (sync_session_class, info): the override must keep them, or
+    # the app's tests run without its scoping and prove nothing.
+    async with app_client(info_app, session, app_sessions, info={"tenant": 7}) as client:
+        assert (await client.get("/info")).json() == {"tenant": 7}
