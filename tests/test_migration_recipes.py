@@ -171,34 +171,37 @@ async def test_without_the_autocommit_block_the_backfill_is_one_transaction(
 # ---------------------------------------------------------------- expand and contract
 
 
-async def both_versions_work(url: str, deploy: str, versions: list[str], known: list[str]) -> None:
-    """Each version adds a team, then each one reads every team so far: the same base."""
-    added = [f"{v} at {deploy}" for v in versions]
-    for v, name in zip(versions, added, strict=True):
-        async with connect(url) as connection:
-            await getattr(rename_app, f"add_team_{v}")(connection, name, f"base of {name}")
+async def call(url: str, function: str, *args: str) -> Any:
+    """One call of an app version's function (rename_app.py), in its own transaction."""
     async with connect(url) as connection:
-        for v in versions:
-            for name in known + added:
-                base = await getattr(rename_app, f"team_base_{v}")(connection, name)
-                assert base == f"base of {name}", (v, name, base)
-    known.extend(added)
+        return await getattr(rename_app, function)(connection, *args)
+
+
+async def side_by_side(url: str, deploy: str, old: str, new: str, expected: dict[str, str]) -> None:
+    """During a rollout: each version adds a team and edits the other's; both read every team."""
+    for writer in (old, new):
+        expected[f"{writer} at {deploy}"] = f"Written by {writer}"
+        await call(url, f"add_team_{writer}", f"{writer} at {deploy}", f"Written by {writer}")
+    for editor, other in ((old, new), (new, old)):
+        expected[f"{other} at {deploy}"] = f"Edited by {editor}"
+        await call(url, f"set_base_{editor}", f"{other} at {deploy}", f"Edited by {editor}")
+    for reader in (old, new):
+        for name, value in expected.items():
+            assert await call(url, f"team_base_{reader}", name) == value, (reader, name)
 
 
 async def add_team_fails(url: str, version: str) -> str:
-    add = getattr(rename_app, f"add_team_{version}")
     with pytest.raises(sa.exc.DBAPIError) as caught:
-        async with connect(url) as connection:
-            await add(connection, f"late {version}", "x")
+        await call(url, f"add_team_{version}", f"late {version}", "x")
     return str(caught.value.orig)
 
 
-OLD_APP_AFTER_BACKFILL = {  # version 1 inserting after the backfill revision: no base
+OLD_APP_AFTER_BACKFILL = {  # version 1 inserting after deploy 2's revision: no base
     "sqlite": "NOT NULL constraint failed: team.base",
     "postgresql": 'null value in column "base" of relation "team" violates not-null constraint',
     "mysql": "(1364, \"Field 'base' doesn't have a default value\")",
 }
-OLD_APP_AFTER_CONTRACT = {  # version 2 inserting after the contract revision
+OLD_APP_AFTER_CONTRACT = {  # version 3 inserting after deploy 4's revision
     "sqlite": "table team has no column named headquarters",
     "postgresql": 'column "headquarters" of relation "team" does not exist',
     "mysql": "(1054, \"Unknown column 'headquarters' in 'INSERT INTO'\")",
@@ -211,25 +214,102 @@ async def test_expand_and_contract_keeps_old_and_new_app_working(
     url = empty_database_url
     scripts = with_recipes(tmp_path, *RENAME)
     await run_in(scripts, url, "upgrade", REVISIONS[-1])
-    known: list[str] = []
-    await both_versions_work(url, "start", ["v1"], known)  # before the change
+    expected: dict[str, str] = {}
 
-    await run_in(scripts, url, "upgrade", "0100")  # deploy 1: expand, with version 2
-    await both_versions_work(url, "expand", ["v1", "v2"], known)
+    await run_in(scripts, url, "upgrade", "0100")  # deploy 1: expand, then version 2
+    await side_by_side(url, "deploy 1", "v1", "v2", expected)
 
-    await run_in(scripts, url, "upgrade", "0101")  # deploy 2: backfill, with version 3
-    await both_versions_work(url, "backfill", ["v2", "v3"], known)
+    await run_in(scripts, url, "upgrade", "0101")  # deploy 2: backfill, swap; version 3
     assert OLD_APP_AFTER_BACKFILL[backend.name] in await add_team_fails(url, "v1")
+    await side_by_side(url, "deploy 2", "v2", "v3", expected)
 
-    await run_in(scripts, url, "upgrade", "0102")  # deploy 3: contract
-    await both_versions_work(url, "contract", ["v3"], known)
-    assert OLD_APP_AFTER_CONTRACT[backend.name] in await add_team_fails(url, "v2")
+    await side_by_side(url, "deploy 3", "v3", "v4", expected)  # deploy 3: no revision
+
+    await run_in(scripts, url, "upgrade", "0102")  # deploy 4: contract, version 4 alone
+    assert OLD_APP_AFTER_CONTRACT[backend.name] in await add_team_fails(url, "v3")
+    for name, value in expected.items():
+        assert await call(url, "team_base_v4", name) == value, name
 
     await run_in(scripts, url, "downgrade", REVISIONS[-1])  # and back, values kept
     async with connect(url) as connection:
         rows = await connection.execute(sa.text("SELECT name, headquarters FROM team"))
-        assert {name: hq for name, hq in rows} == {name: f"base of {name}" for name in known}
+        assert {name: headquarters for name, headquarters in rows} == expected
     await run(url, "check")  # the app's own scripts and models: as before the rename
+
+
+async def test_reading_the_new_column_first_loses_the_old_versions_edits(
+    backend: Backend, empty_database_url: str, tmp_path: Path
+) -> None:
+    """The design this recipe replaced: version 2 read coalesce(base, headquarters). Version 1
+    edits only headquarters, so version 2 kept showing what it wrote itself."""
+    url = empty_database_url
+    await run_in(with_recipes(tmp_path, *RENAME), url, "upgrade", "0100")
+    await call(url, "add_team_v2", "Team", "Written by v2")
+    await call(url, "set_base_v1", "Team", "Edited by v1")
+    team = rename_app.team_v2
+    query = sa.select(sa.func.coalesce(team.c.base, team.c.headquarters))
+    async with connect(url) as connection:
+        shown = (await connection.execute(query.where(team.c.name == "Team"))).scalar_one()
+    assert shown == "Written by v2"  # not "Edited by v1"
+    assert await call(url, "team_base_v2", "Team") == "Edited by v1"  # the recipe's version 2
+
+
+@pytest.mark.backends("mysql")
+async def test_mariadb_refuses_to_set_not_null_online_when_it_would_copy(
+    empty_database_url: str,
+) -> None:
+    """The recipe's ALGORITHM=INPLACE, LOCK=NONE succeeds on team (the upgrades above). On a
+    table with a stored generated column MariaDB can't; without ALGORITHM it copies silently."""
+    async with connect(empty_database_url) as connection:
+        await connection.execute(
+            sa.text(
+                "CREATE TABLE scratch (id INT PRIMARY KEY, c VARCHAR(200),"
+                " g INT AS (id + 1) STORED)"
+            )
+        )
+        await connection.execute(sa.text("INSERT INTO scratch (id, c) VALUES (1, 'x'), (2, 'y')"))
+        not_null = "ALTER TABLE scratch MODIFY c VARCHAR(200) NOT NULL"
+        with pytest.raises(sa.exc.DBAPIError) as caught:
+            await connection.execute(sa.text(f"{not_null}, ALGORITHM=INPLACE, LOCK=NONE"))
+        assert str(caught.value.orig) == (
+            "(1845, 'ALGORITHM=INPLACE is not supported for this operation. Try ALGORITHM=COPY')"
+        )
+        copied = await connection.execute(sa.text(not_null))  # no ALGORITHM: accepted
+        assert copied.rowcount == 2  # every row copied into a new table
+        # The other way: the column NOT NULL with a default from the start, instant here too;
+        # the old column made nullable (deploy 2) goes in place.
+        for instant in ("ADD COLUMN d VARCHAR(200) NOT NULL DEFAULT ''", "ALTER d DROP DEFAULT"):
+            await connection.execute(sa.text(f"ALTER TABLE scratch {instant}, ALGORITHM=INSTANT"))
+        nullable = "MODIFY c VARCHAR(200) NULL, ALGORITHM=INPLACE, LOCK=NONE"
+        assert (await connection.execute(sa.text(f"ALTER TABLE scratch {nullable}"))).rowcount == 0
+
+
+@pytest.mark.backends("psycopg")
+async def test_postgresql_set_not_null_skips_its_scan_after_the_check(
+    empty_database_url: str, tmp_path: Path
+) -> None:
+    """SET NOT NULL reports at DEBUG1 whether it read the table or a valid CHECK proved it."""
+    url = empty_database_url
+    scripts = with_recipes(tmp_path, *RENAME)
+    await run_in(scripts, url, "upgrade", "0100")
+    await insert_teams(url, 10)
+    notices: list[str] = []
+
+    def debug_notices(dbapi_connection: Any, _record: Any) -> None:
+        psycopg_connection = dbapi_connection.driver_connection
+        psycopg_connection.add_notice_handler(lambda n: notices.append(n.message_primary))
+        cursor = dbapi_connection.cursor()
+        cursor.execute("SET client_min_messages = debug1")
+        cursor.close()
+        dbapi_connection.commit()  # else the pool's rollback undoes the SET
+
+    sa.event.listen(sa.pool.Pool, "connect", debug_notices)
+    try:
+        await run_in(scripts, url, "upgrade", "0101")
+    finally:
+        sa.event.remove(sa.pool.Pool, "connect", debug_notices)
+    proved = 'existing constraints on column "team.base" are sufficient to prove that it does'
+    assert f"{proved} not contain nulls" in notices
 
 
 # ---------------------------------------------------------------- squashing old revisions

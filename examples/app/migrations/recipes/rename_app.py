@@ -1,8 +1,9 @@
-"""The app's three versions during the rename team.headquarters -> team.base (expand/contract).
+"""The app's four versions during the rename team.headquarters -> team.base (expand/contract).
 
 Each deploy runs two versions side by side against one schema: the old instances until the
-rollout ends, the new ones from its start. Core tables on their own MetaData stand in for each
-version's model (a SQLModel app changes the model's fields the same way).
+rollout ends, the new ones from its start. Each of the pair must see the other's inserts and
+updates. Core tables on their own MetaData stand in for each version's model (a SQLModel app
+changes the model's fields the same way).
 """
 
 import sqlalchemy as sa
@@ -19,6 +20,12 @@ def team_table(*columns: str) -> sa.Table:
     )
 
 
+async def read(connection: AsyncConnection, column: sa.Column[str], name: str) -> str | None:
+    query = sa.select(column).where(column.table.c.name == name)
+    value: str | None = (await connection.execute(query)).scalar_one()
+    return value
+
+
 # Version 1, before the change: headquarters only.
 team_v1 = team_table("headquarters")
 
@@ -27,41 +34,54 @@ async def add_team_v1(connection: AsyncConnection, name: str, base: str) -> None
     await connection.execute(sa.insert(team_v1).values(name=name, headquarters=base))
 
 
+async def set_base_v1(connection: AsyncConnection, name: str, base: str) -> None:
+    update = sa.update(team_v1).where(team_v1.c.name == name)
+    await connection.execute(update.values(headquarters=base))
+
+
 async def team_base_v1(connection: AsyncConnection, name: str) -> str | None:
-    query = sa.select(team_v1.c.headquarters).where(team_v1.c.name == name)
-    value: str | None = (await connection.execute(query)).scalar_one()
-    return value
+    return await read(connection, team_v1.c.headquarters, name)
 
 
-# --8<-- [start:version_2]
-# Version 2, deployed with the expand revision: writes both columns, reads base first.
-team_v2 = team_table("headquarters", "base")
+# --8<-- [start:versions_2_3]
+# Versions 2 and 3 write both columns (add_team_v2 too); each reads what the other version writes.
+team_v2 = team_v3 = team_table("headquarters", "base")
 
 
-async def add_team_v2(connection: AsyncConnection, name: str, base: str) -> None:
-    # Both: version 1, still running during this rollout, reads headquarters.
-    await connection.execute(sa.insert(team_v2).values(name=name, headquarters=base, base=base))
+async def set_base_v2(connection: AsyncConnection, name: str, base: str) -> None:
+    update = sa.update(team_v2).where(team_v2.c.name == name)
+    await connection.execute(update.values(headquarters=base, base=base))
 
 
 async def team_base_v2(connection: AsyncConnection, name: str) -> str | None:
-    # Rows version 1 wrote have no base until the backfill: fall back to headquarters.
-    query = sa.select(sa.func.coalesce(team_v2.c.base, team_v2.c.headquarters))
-    value: str | None = (await connection.execute(query.where(team_v2.c.name == name))).scalar_one()
-    return value
-
-
-# --8<-- [end:version_2]
-
-
-# Version 3, deployed with the backfill: base only (headquarters is nullable by then).
-team_v3 = team_table("base")
-
-
-async def add_team_v3(connection: AsyncConnection, name: str, base: str) -> None:
-    await connection.execute(sa.insert(team_v3).values(name=name, base=base))
+    return await read(connection, team_v2.c.headquarters, name)  # version 1 writes only this
 
 
 async def team_base_v3(connection: AsyncConnection, name: str) -> str | None:
-    query = sa.select(team_v3.c.base).where(team_v3.c.name == name)
-    value: str | None = (await connection.execute(query)).scalar_one()
-    return value
+    return await read(connection, team_v3.c.base, name)  # version 4 writes only this
+
+
+# --8<-- [end:versions_2_3]
+
+
+async def add_team_v2(connection: AsyncConnection, name: str, base: str) -> None:
+    await connection.execute(sa.insert(team_v2).values(name=name, headquarters=base, base=base))
+
+
+add_team_v3, set_base_v3 = add_team_v2, set_base_v2
+
+
+# Version 4, deployed once no instance runs version 2: base only (headquarters is nullable).
+team_v4 = team_table("base")
+
+
+async def add_team_v4(connection: AsyncConnection, name: str, base: str) -> None:
+    await connection.execute(sa.insert(team_v4).values(name=name, base=base))
+
+
+async def set_base_v4(connection: AsyncConnection, name: str, base: str) -> None:
+    await connection.execute(sa.update(team_v4).where(team_v4.c.name == name).values(base=base))
+
+
+async def team_base_v4(connection: AsyncConnection, name: str) -> str | None:
+    return await read(connection, team_v4.c.base, name)

@@ -1,4 +1,4 @@
-"""Contract: drop team.headquarters, once no instance runs app version 1 or 2.
+"""Contract: drop team.headquarters, once no instance runs app version 3 (deploy 4).
 
 A recipe, not a revision of the reference app (see rename_expand.py).
 

@@ -2,7 +2,7 @@
 
 A recipe, not a revision of the reference app (Alembic only reads versions/): the tests copy it,
 backfill_in_batches.py and rename_contract.py into a scratch scripts folder on top of the head.
-Deployed with app version 2 (rename_app.py): it writes both columns and reads base first.
+Deploy 1: runs before app version 2 starts (rename_app.py: writes both, reads headquarters).
 
 Revision ID: 0100
 Revises: 0006
