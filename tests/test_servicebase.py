@@ -894,3 +894,28 @@ async def test_a_composite_primary_key_takes_tuple_ids_everywhere(
     with pytest.raises(NotFound):
         await links.delete((second, 987654))
     assert await links.count() == 5
+
+
+@pytest.mark.backends("postgresql", "psycopg")
+async def test_only_an_index_in_the_exact_sort_order_spares_the_page_its_sort(
+    heroes: HeroService,
+) -> None:
+    """sort=-age is ORDER BY age DESC NULLS LAST, id: the model's plain index on age can't
+    give that order; one declared in it can (no Sort node)."""
+    from tests.test_postgres_types import plan_of
+
+    rows = [{"name": f"h{i}", "secret_name": f"s{i}", "age": i % 90} for i in range(3000)]
+    await heroes.session.exec(sa.insert(Hero), params=rows)
+    connection = await heroes.session.connection()
+    await connection.exec_driver_sql("ANALYZE hero")  # everything here is rolled back
+
+    async def page() -> object:
+        return await heroes.page(sort="-age", limit=50)
+
+    assert "Sort Key: hero.age DESC NULLS LAST, hero.id" in await plan_of(heroes.session, page)
+    await connection.exec_driver_sql(
+        "CREATE INDEX ix_hero_age_page ON hero (age DESC NULLS LAST, id)"
+    )
+    plan = await plan_of(heroes.session, page)
+    assert "Index Scan using ix_hero_age_page" in plan
+    assert "Sort" not in plan
