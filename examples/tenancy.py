@@ -3,22 +3,25 @@
 A session belongs to one tenant (session.info["tenant_id"], fixed when it is made). The session
 class adds the tenant's WHERE to every ORM SELECT, UPDATE and DELETE, stamps the tenant on new
 rows and refuses another tenant's id. On PostgreSQL, row-level security also filters what
-bypasses the ORM (text(), Core tables): the same tenant id, set per transaction.
+bypasses the ORM (text(), Core tables): the same tenant id, set per transaction. A FastAPI
+dependency opens one tenant session per request.
 """
 
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Annotated, Any
 
 import sqlalchemy as sa
 from alembic.operations import Operations
+from fastapi import APIRouter, Depends, Header, HTTPException, Request
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlalchemy.orm import ORMExecuteState, registry, with_loader_criteria
-from sqlmodel import Field, Relationship, SQLModel, col
+from sqlmodel import Field, Relationship, SQLModel, col, select
 from sqlmodel import Session as SyncSession
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from examples.app.middleware import finish_even_if_disconnected
 from examples.servicebase.filters import COMPARISON, TEXT, FilterField, FilterSpec
 from examples.servicebase.service import ServiceBase
 
@@ -68,7 +71,6 @@ class Task(TenantScoped, TenancyModel, table=True):
 # --8<-- [end:models]
 
 
-# --8<-- [start:scoping]
 class TenantNotSet(RuntimeError):
     """An ORM statement in a tenant session made without a tenant: fail, never show all rows."""
 
@@ -77,6 +79,7 @@ class WrongTenant(PermissionError):
     """A write that names another tenant's id."""
 
 
+# --8<-- [start:scoping]
 class TenantSession(SyncSession):  # the sync session behind AsyncSession: events go here
     pass
 
@@ -105,32 +108,16 @@ def scope_to_tenant(state: ORMExecuteState) -> None:
         )
 
 
-def scoped_models() -> list[type[TenantScoped]]:
-    """Every mapped subclass of TenantScoped (one criteria each: see below)."""
-    found, pending = [], [TenantScoped]
-    while pending:
-        for sub in pending.pop().__subclasses__():
-            pending.append(sub)
-            if sa.inspect(sub, raiseerr=False) is not None:
-                found.append(sub)
-    return found
-
-
-def check_rows(
-    parameters: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None, tenant: int
-) -> None:
-    rows = [parameters] if isinstance(parameters, Mapping) else parameters or []
-    if any(row.get("tenant_id") != tenant for row in rows):
-        raise WrongTenant(f"bulk insert rows must all have tenant_id={tenant}")
-
-
 @event.listens_for(TenantSession, "before_flush")
 def stamp_tenant(session: sa.orm.Session, _context: Any, _instances: Any) -> None:
-    """New rows get the session's tenant; naming another tenant (new or changed) is refused."""
+    """New rows get the session's tenant; naming another tenant (new or changed) is refused.
+    Only tenant rows need a tenant: a session without one may still add a Tenant."""
+    changed = [*session.new, *session.dirty, *session.deleted]
+    scoped = [obj for obj in changed if isinstance(obj, TenantScoped)]
+    if not scoped:
+        return
     tenant_id = current_tenant(session)
-    for obj in [*session.new, *session.dirty]:
-        if not isinstance(obj, TenantScoped):
-            continue
+    for obj in scoped:
         if obj in session.new and obj.tenant_id is None:
             obj.tenant_id = tenant_id
         elif obj.tenant_id != tenant_id:
@@ -153,6 +140,25 @@ async def tenant_session(
 
 
 # --8<-- [end:scoping]
+
+
+def scoped_models() -> list[type[TenantScoped]]:
+    """Every mapped subclass of TenantScoped (one criteria each: multi-tenancy.md says why)."""
+    found, pending = [], [TenantScoped]
+    while pending:
+        for sub in pending.pop().__subclasses__():
+            pending.append(sub)
+            if sa.inspect(sub, raiseerr=False) is not None:
+                found.append(sub)
+    return found
+
+
+def check_rows(
+    parameters: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None, tenant: int
+) -> None:
+    rows = [parameters] if isinstance(parameters, Mapping) else parameters or []
+    if any(row.get("tenant_id") != tenant for row in rows):
+        raise WrongTenant(f"bulk insert rows must all have tenant_id={tenant}")
 
 
 # --8<-- [start:rls_setting]
@@ -183,15 +189,13 @@ def enable_row_level_security(op: Operations, table: str) -> None:
     op.execute(f"CREATE POLICY tenant_isolation ON {table} USING ({TENANT_POLICY})")
 
 
+# --8<-- [end:rls_migration]
 def disable_row_level_security(op: Operations, table: str) -> None:  # downgrade()
     if op.get_bind().dialect.name != "postgresql":
         return
     op.execute(f"DROP POLICY tenant_isolation ON {table}")
     op.execute(f"ALTER TABLE {table} NO FORCE ROW LEVEL SECURITY")
     op.execute(f"ALTER TABLE {table} DISABLE ROW LEVEL SECURITY")
-
-
-# --8<-- [end:rls_migration]
 
 
 class ProjectCreate(ProjectBase):
@@ -212,3 +216,43 @@ class ProjectService(ServiceBase[Project, ProjectCreate, ProjectUpdate]):
 
 
 # --8<-- [end:service]
+
+
+def get_tenant_factory(request: Request) -> async_sessionmaker[AsyncSession]:
+    factory: async_sessionmaker[AsyncSession] = request.state.tenant_factory  # the lifespan's
+    return factory
+
+
+# --8<-- [start:dependency]
+def get_tenant_id(x_tenant_id: Annotated[int, Header(gt=0, lt=2**31)]) -> int:
+    return x_tenant_id  # demo only: in your app, from authentication (the token, the user)
+
+
+async def get_tenant_session(
+    request: Request,
+    tenant_id: Annotated[int, Depends(get_tenant_id)],
+    factory: Annotated[async_sessionmaker[AsyncSession], Depends(get_tenant_factory)],
+) -> AsyncIterator[AsyncSession]:
+    async with tenant_session(factory, tenant_id) as session:
+        if await session.get(Tenant, tenant_id) is None:  # else: an insert's foreign key, a 500
+            raise HTTPException(status_code=403, detail="unknown tenant")
+        yield session  # commits after the endpoint (and serialisation); rolls back on error
+        finish_even_if_disconnected(request.scope)  # as the app's get_session: COMMIT next
+
+
+# scope="function": the commit runs before the response is sent, as the app's SessionDep.
+TenantSessionDep = Annotated[AsyncSession, Depends(get_tenant_session, scope="function")]
+# --8<-- [end:dependency]
+
+
+projects_router = APIRouter(prefix="/projects")  # tests/test_tenancy.py serves these over HTTP
+
+
+@projects_router.get("")
+async def list_projects(session: TenantSessionDep) -> list[Project]:
+    return list((await session.exec(select(Project).order_by(col(Project.name)))).all())
+
+
+@projects_router.post("", status_code=201)
+async def create_project(body: ProjectCreate, session: TenantSessionDep) -> Project:
+    return await ProjectService(session).create(body)

@@ -357,6 +357,44 @@ async def pgbouncer_url(request: pytest.FixtureRequest, backend: Backend) -> str
     return url.render_as_string(hide_password=False)
 
 
+# ---------------------------------------------------------------- a superuser (PostgreSQL only)
+
+POSTGRES_ADMIN_URL_ENV = "TEST_POSTGRES_ADMIN_URL"
+
+
+@pytest_asyncio.fixture(scope="session")
+async def postgres_admin_url(request: pytest.FixtureRequest, backend: Backend) -> str:
+    """This run's PostgreSQL database as the superuser TEST_POSTGRES_ADMIN_URL names, for what
+    only a superuser may do (ALTER FUNCTION ... LEAKPROOF). Tests change this database only,
+    never the server, and undo it. Skipped when unset, failed when required."""
+    assert backend.name == "postgresql", "mark the test @pytest.mark.backends('postgresql')"
+
+    raw_url = os.environ.get(POSTGRES_ADMIN_URL_ENV)
+    if not raw_url:
+        unavailable(
+            request.config, f"PostgreSQL superuser unavailable: {POSTGRES_ADMIN_URL_ENV} is not set"
+        )
+    url = make_url(str(raw_url)).set(database=backend.url.database)
+    engine = create_async_engine(url, poolclass=NullPool)
+    try:
+        async with asyncio.timeout(CONNECT_TIMEOUT), engine.connect() as connection:
+            superuser = (
+                await connection.exec_driver_sql("SELECT current_setting('is_superuser')")
+            ).scalar_one()
+    except Exception as exc:
+        unavailable(
+            request.config, f"PostgreSQL superuser unavailable: {type(exc).__name__}: {exc}"
+        )
+    finally:
+        await engine.dispose()
+    if superuser != "on":
+        unavailable(
+            request.config,
+            f"PostgreSQL superuser unavailable: {POSTGRES_ADMIN_URL_ENV} is not a superuser",
+        )
+    return url.render_as_string(hide_password=False)
+
+
 # ---------------------------------------------------------------- a streaming replica (PostgreSQL)
 
 REPLICA_URL_ENV = "TEST_REPLICA_URL"

@@ -3,15 +3,21 @@ PostgreSQL, row-level security behind it (also through a transaction-mode PgBoun
 
 import asyncio
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
 
 import pytest
 import pytest_asyncio
 import sqlalchemy as sa
 from alembic.operations import Operations
 from alembic.runtime.migration import MigrationContext
+from asgi_lifespan import LifespanManager
+from fastapi import FastAPI
+from httpx import ASGITransport, AsyncClient
+from sqlalchemy import event
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import joinedload, selectinload
 from sqlmodel import SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -34,6 +40,7 @@ from examples.tenancy import (
     create_tenant_session_factory,
     disable_row_level_security,
     enable_row_level_security,
+    projects_router,
     tenant_session,
 )
 from tests.conftest import Backend
@@ -99,8 +106,11 @@ async def tenants(
 
 
 async def raw_names(session: AsyncSession) -> list[str]:
-    statement = sa.text("SELECT name FROM project ORDER BY name")
-    return list((await session.exec(statement)).scalars())  # type: ignore[call-overload]
+    """Raw SQL in a tenant session: through its connection (session.execute is deprecated)."""
+    connection = await session.connection()  # the session's transaction: the tenant is set
+    return list(
+        (await connection.execute(sa.text("SELECT name FROM project ORDER BY name"))).scalars()
+    )
 
 
 # ---------------------------------------------------------------- isolation
@@ -204,6 +214,30 @@ async def test_no_tenant_fails_closed(
         assert len(rows) == (0 if session.get_bind().dialect.name == "postgresql" else 2)
 
 
+async def test_a_session_without_a_tenant_adds_tenants_but_never_tenant_rows(
+    factory: async_sessionmaker[AsyncSession], tenants: tuple[int, int]
+) -> None:
+    """before_flush asks for a tenant only when a tenant row is new, changed or deleted."""
+    a, _ = tenants
+    async with factory() as session, session.begin():
+        tenant = Tenant(name="c")
+        session.add(tenant)  # no tenant rows pending: the flush goes through
+    assert tenant.id is not None
+    async with factory() as session:
+        with pytest.raises(TenantNotSet):
+            await session.exec(select(Tenant))  # every ORM read still fails closed
+        session.add(Project(name="orphan"))
+        with pytest.raises(TenantNotSet):
+            await session.flush()
+    async with factory() as session:
+        theirs = Project(id=1, name="A's", tenant_id=a)  # as if loaded: a delete, not an insert
+        sa.orm.make_transient_to_detached(theirs)
+        session.add(theirs)
+        await session.delete(theirs)
+        with pytest.raises(TenantNotSet):
+            await session.flush()
+
+
 async def test_new_rows_get_the_tenant_and_another_tenants_id_is_refused(
     factory: async_sessionmaker[AsyncSession], tenants: tuple[int, int]
 ) -> None:
@@ -294,13 +328,13 @@ async def test_rls_refuses_a_row_for_another_tenant(
     insert = sa.text("INSERT INTO project (name, tenant_id) VALUES ('planted', :tenant)")
     with pytest.raises(DBAPIError) as refused:
         async with tenant_session(factory, a) as session:
-            await session.exec(insert, params={"tenant": b})  # type: ignore[call-overload]
+            await (await session.connection()).execute(insert, {"tenant": b})
     assert getattr(refused.value.orig, "sqlstate", None) == "42501"
     assert 'new row violates row-level security policy for table "project"' in str(refused.value)
     move = sa.text("UPDATE project SET tenant_id = :b")  # moving a row out: also refused
     async with tenant_session(factory, a) as session:
         with pytest.raises(DBAPIError, match="new row violates row-level security policy"):
-            await session.exec(move, params={"b": b})  # type: ignore[call-overload]
+            await (await session.connection()).execute(move, {"b": b})
         await session.rollback()
 
 
@@ -392,3 +426,168 @@ async def test_the_migration_downgrades(tenancy_engine: AsyncEngine) -> None:
         enabled = sa.text("SELECT relrowsecurity FROM pg_class WHERE relname = 'project'")
         assert (await connection.execute(enabled)).scalar_one() is False
         await connection.rollback()
+
+
+# ---------------------------------------------------------------- indexes under row-level security
+
+TRIGRAM_INDEX = "CREATE INDEX ix_project_name_trgm ON project USING gin (lower(name) gin_trgm_ops)"
+LEAKPROOF = {  # what icontains' lower(name) LIKE ... calls on a column (varchar -> text: a cast)
+    "textlike": "pg_catalog.textlike(text, text)",  # the ~~ (LIKE) operator
+    "lower": "pg_catalog.lower(text)",
+}
+
+
+@pytest_asyncio.fixture
+async def trigram_ready(tenancy_engine: AsyncEngine, tenants: tuple[int, int]) -> None:
+    async with tenancy_engine.begin() as connection:
+        await connection.exec_driver_sql("CREATE EXTENSION IF NOT EXISTS pg_trgm")
+
+
+async def icontains_plan(
+    factory: async_sessionmaker[AsyncSession],
+    tenant: int,
+    *,
+    tenant_index: bool = False,
+    owner_bypasses_rls: bool = False,
+) -> str:
+    """EXPLAIN of ProjectService's icontains as the app's role, with the trigram index, in a
+    transaction rolled back afterwards (the DDL too). Sequential scans priced out: the index
+    is taken whenever the planner may take it."""
+    async with tenant_session(factory, tenant) as session:
+        connection = await session.connection()
+        await connection.exec_driver_sql(TRIGRAM_INDEX)
+        if not tenant_index:  # the trigram index alone, nothing else to narrow the scan
+            await connection.exec_driver_sql("DROP INDEX ix_project_tenant_id")
+        if owner_bypasses_rls:
+            await connection.exec_driver_sql("ALTER TABLE project NO FORCE ROW LEVEL SECURITY")
+        await connection.exec_driver_sql("SET LOCAL enable_seqscan = off")
+        seen: list[tuple[str, Any]] = []
+
+        def record(_c: Any, _cur: Any, statement: str, params: Any, *_: Any) -> None:
+            seen.append((statement, params))
+
+        event.listen(connection.sync_engine, "before_cursor_execute", record)
+        try:
+            await ProjectService(session).page({"field": "name", "op": "icontains", "value": "ap"})
+        finally:
+            event.remove(connection.sync_engine, "before_cursor_execute", record)
+        (statement, params), *_ = seen
+        assert "lower(project.name) LIKE lower(" in statement
+        plan = await connection.exec_driver_sql("EXPLAIN " + statement, params)
+        await session.rollback()
+        return "\n".join(plan.scalars())
+
+
+@pg_only
+async def test_rls_keeps_a_trigram_index_from_serving_icontains(
+    factory: async_sessionmaker[AsyncSession], tenants: tuple[int, int], trigram_ready: None
+) -> None:
+    """The policy's qual must run before a user's qual that isn't LEAKPROOF: lower() and LIKE
+    can't be an index condition ahead of it."""
+    a, _ = tenants
+    under_rls = await icontains_plan(factory, a)
+    assert "ix_project_name_trgm" not in under_rls
+    assert "Seq Scan on project" in under_rls
+    bypassed = await icontains_plan(factory, a, owner_bypasses_rls=True)
+    assert "Bitmap Index Scan on ix_project_name_trgm" in bypassed
+
+
+@pg_only
+async def test_under_rls_a_tenant_id_index_still_narrows_the_scan(
+    factory: async_sessionmaker[AsyncSession], tenants: tuple[int, int], trigram_ready: None
+) -> None:
+    """tenant_id = ... is int4eq, LEAKPROOF: an index leading with tenant_id serves it."""
+    a, _ = tenants
+    plan = await icontains_plan(factory, a, tenant_index=True)
+    assert "Index Scan using ix_project_tenant_id on project" in plan
+    assert "Index Cond: (tenant_id = " in plan
+    assert "ix_project_name_trgm" not in plan
+
+
+@pg_only
+async def test_leakproof_lower_and_like_let_the_trigram_index_serve_under_rls(
+    postgres_admin_url: str,
+    factory: async_sessionmaker[AsyncSession],
+    tenants: tuple[int, int],
+    trigram_ready: None,
+) -> None:
+    """A superuser marks both functions LEAKPROOF in this database: either alone isn't enough."""
+    a, _ = tenants
+    admin = create_async_engine(
+        postgres_admin_url, poolclass=sa.pool.NullPool, isolation_level="AUTOCOMMIT"
+    )
+
+    async def leakproof(names: tuple[str, ...]) -> None:
+        async with admin.connect() as connection:
+            for name, signature in LEAKPROOF.items():
+                mark = "LEAKPROOF" if name in names else "NOT LEAKPROOF"
+                await connection.exec_driver_sql(f"ALTER FUNCTION {signature} {mark}")
+
+    try:
+        for names in [("textlike",), ("lower",)]:
+            await leakproof(names)
+            assert "ix_project_name_trgm" not in await icontains_plan(factory, a), names
+        await leakproof(("textlike", "lower"))
+        plan = await icontains_plan(factory, a)
+        assert "Bitmap Index Scan on ix_project_name_trgm" in plan
+        assert "Filter: (tenant_id = " in plan  # the policy (and criteria) on what it found
+    finally:
+        await leakproof(())
+        await admin.dispose()
+
+
+# ---------------------------------------------------------------- FastAPI: one tenant per request
+
+
+@pytest_asyncio.fixture
+async def http(factory: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncClient]:
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[dict[str, Any]]:
+        yield {"tenant_factory": factory}
+
+    app = FastAPI(lifespan=lifespan)
+    app.include_router(projects_router)
+    async with (  # raise_app_exceptions=False: a server error is a 500 response, as deployed
+        LifespanManager(app) as manager,
+        AsyncClient(
+            transport=ASGITransport(app=manager.app, raise_app_exceptions=False),
+            base_url="http://test",
+        ) as client,
+    ):
+        yield client
+
+
+async def test_each_request_sees_only_its_tenants_rows(
+    http: AsyncClient, factory: async_sessionmaker[AsyncSession], tenants: tuple[int, int]
+) -> None:
+    a, b = tenants
+    created = await http.post("/projects", json={"name": "Apollo"}, headers={"X-Tenant-Id": str(a)})
+    assert created.status_code == 201
+    assert created.json()["tenant_id"] == a
+    async with tenant_session(factory, a) as session:  # committed
+        assert await session.get(Project, created.json()["id"]) is not None
+    mine = await http.get("/projects", headers={"X-Tenant-Id": str(a)})
+    assert [p["name"] for p in mine.json()] == ["A's", "Apollo"]
+    theirs = await http.get("/projects", headers={"X-Tenant-Id": str(b)})
+    assert [p["name"] for p in theirs.json()] == ["B's"]
+
+
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [
+        ({}, 422),
+        ({"X-Tenant-Id": "abc"}, 422),
+        ({"X-Tenant-Id": "0"}, 422),
+        ({"X-Tenant-Id": str(2**31)}, 422),  # past an INTEGER key: a DataError, a 500
+        ({"X-Tenant-Id": str(2**31 - 1)}, 403),  # no such tenant
+    ],
+)
+async def test_a_missing_or_invalid_tenant_is_a_4xx_never_a_500(
+    http: AsyncClient, tenants: tuple[int, int], headers: dict[str, str], status: int
+) -> None:
+    for response in [
+        await http.get("/projects", headers=headers),
+        await http.post("/projects", json={"name": "x"}, headers=headers),
+    ]:
+        assert response.status_code == status, response.text
+        assert response.headers["content-type"] == "application/json"
