@@ -1,6 +1,8 @@
 """Test helpers shared by conftest.py and the tests that exercise them directly."""
 
 import shutil
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -8,9 +10,12 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
+from sqlmodel import SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from examples.app.db import create_engine
 from examples.app.migrate import ALEMBIC_INI, migration_engine
+from examples.app.settings import Settings
 
 ROOT = Path(__file__).parents[1]
 
@@ -68,5 +73,21 @@ async def run_in(scripts: Path, url: str, name: str, *args: Any, **options: Any)
                 getattr(command, name)(config, *args, **options)
 
             await connection.run_sync(run_command)
+    finally:
+        await engine.dispose()
+
+
+@asynccontextmanager
+async def a_session_on_fresh_tables(url: str) -> AsyncIterator[AsyncSession]:
+    """A session on a new database with the app's tables, none of their rows ever updated. An
+    index a test creates on the run's shared tables can be unusable in the creating transaction:
+    other tests' updates left HOT chains that an open snapshot still sees, so CREATE INDEX sets
+    pg_index.indcheckxmin (reproduced: the plan is a seq scan even with enable_seqscan off)."""
+    engine = create_engine(Settings(database_url=url))
+    try:
+        async with engine.begin() as connection:
+            await connection.run_sync(SQLModel.metadata.create_all)
+        async with AsyncSession(engine, expire_on_commit=False) as session:
+            yield session
     finally:
         await engine.dispose()

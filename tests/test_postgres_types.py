@@ -44,6 +44,7 @@ from examples.postgres_types import (
     with_document,
 )
 from tests.conftest import CURSOR_SECRET
+from tests.support import a_session_on_fresh_tables
 
 pytestmark = pytest.mark.backends("postgresql", "psycopg")
 
@@ -367,32 +368,30 @@ def load_recipe() -> ModuleType:
 
 
 async def test_the_recipe_makes_servicebase_icontains_use_the_trigram_index(
-    articles_table: None, session: AsyncSession
+    empty_database_url: str,
 ) -> None:
-    connection = await session.connection()
-    session.add(Hero(name="Abyss Walker", secret_name="aw"))
-    await session.exec(
-        sa.insert(Hero),
-        params=[{"name": f"Storm {i}", "secret_name": f"storm-{i}"} for i in range(20_000)],
-    )
-    # Everything here is rolled back with the session. The index after the rows: no GIN
-    # pending list (test_after_a_bulk_insert_...). The other way to every live hero, the
-    # deleted_at index, goes for this transaction, and so do sequential scans: the plan then
-    # shows whether the trigram index can serve the expression ServiceBase writes, whatever
-    # this table's history (the other tests' dead rows) makes the planner estimate.
-    await connection.run_sync(run_recipe, load_recipe())
-    await connection.exec_driver_sql("DROP INDEX ix_hero_deleted_at")
-    await connection.exec_driver_sql("ANALYZE hero")
-    service = HeroService(session, cursor_secret=CURSOR_SECRET.encode())
-    abyss = {"field": "name", "op": "icontains", "value": "ABY"}
+    async with a_session_on_fresh_tables(empty_database_url) as session:
+        connection = await session.connection()
+        session.add(Hero(name="Abyss Walker", secret_name="aw"))
+        rows = [{"name": f"Storm {i}", "secret_name": f"storm-{i}"} for i in range(20_000)]
+        await session.exec(sa.insert(Hero), params=rows)
+        # The index after the rows: no GIN pending list (test_after_a_bulk_insert_...). The
+        # other way to every live hero, the deleted_at index, goes for this transaction, and so
+        # do sequential scans: the plan shows whether the trigram index can serve the
+        # expression ServiceBase writes, whatever the planner estimates.
+        await connection.run_sync(run_recipe, load_recipe())
+        await connection.exec_driver_sql("DROP INDEX ix_hero_deleted_at")
+        await connection.exec_driver_sql("ANALYZE hero")
+        service = HeroService(session, cursor_secret=CURSOR_SECRET.encode())
+        abyss = {"field": "name", "op": "icontains", "value": "ABY"}
 
-    async def count() -> object:  # the page's total: every match, no ORDER BY ... LIMIT
-        return await service.count(abyss)
+        async def count() -> object:  # the page's total: every match, no ORDER BY ... LIMIT
+            return await service.count(abyss)
 
-    assert "Bitmap Index Scan on ix_hero_name_trgm" in await plan_of(session, count)
-    result = await service.page(abyss)
-    assert [hero.name for hero in result.items] == ["Abyss Walker"]
-    assert result.total == 1
+        assert "Bitmap Index Scan on ix_hero_name_trgm" in await plan_of(session, count)
+        result = await service.page(abyss)
+        assert [hero.name for hero in result.items] == ["Abyss Walker"]
+        assert result.total == 1
 
 
 async def test_after_a_bulk_insert_the_gin_pending_list_hides_the_trigram_index(

@@ -40,7 +40,7 @@ from examples.servicebase_usage import (
 from examples.servicebase_usage import main as servicebase_usage_main
 from examples.testing import counting_statements
 from tests.conftest import Backend, _admin_execute
-from tests.support import raw_rows
+from tests.support import a_session_on_fresh_tables, raw_rows
 
 SECRET = b"cursor-secret-for-tests-0123456789"
 
@@ -898,24 +898,26 @@ async def test_a_composite_primary_key_takes_tuple_ids_everywhere(
 
 @pytest.mark.backends("postgresql", "psycopg")
 async def test_only_an_index_in_the_exact_sort_order_spares_the_page_its_sort(
-    heroes: HeroService,
+    empty_database_url: str,
 ) -> None:
     """sort=-age is ORDER BY age DESC NULLS LAST, id: the model's plain index on age can't
     give that order; one declared in it can (no Sort node)."""
     from tests.test_postgres_types import plan_of
 
-    rows = [{"name": f"h{i}", "secret_name": f"s{i}", "age": i % 90} for i in range(3000)]
-    await heroes.session.exec(sa.insert(Hero), params=rows)
-    connection = await heroes.session.connection()
-    await connection.exec_driver_sql("ANALYZE hero")  # everything here is rolled back
+    async with a_session_on_fresh_tables(empty_database_url) as session:
+        heroes = HeroService(session, cursor_secret=SECRET)
+        rows = [{"name": f"h{i}", "secret_name": f"s{i}", "age": i % 90} for i in range(3000)]
+        await session.exec(sa.insert(Hero), params=rows)
+        connection = await session.connection()
+        await connection.exec_driver_sql("ANALYZE hero")
 
-    async def page() -> object:
-        return await heroes.page(sort="-age", limit=50)
+        async def page() -> object:
+            return await heroes.page(sort="-age", limit=50)
 
-    assert "Sort Key: hero.age DESC NULLS LAST, hero.id" in await plan_of(heroes.session, page)
-    await connection.exec_driver_sql(
-        "CREATE INDEX ix_hero_age_page ON hero (age DESC NULLS LAST, id)"
-    )
-    plan = await plan_of(heroes.session, page)
-    assert "Index Scan using ix_hero_age_page" in plan
-    assert "Sort" not in plan
+        assert "Sort Key: hero.age DESC NULLS LAST, hero.id" in await plan_of(session, page)
+        await connection.exec_driver_sql(
+            "CREATE INDEX ix_hero_age_page ON hero (age DESC NULLS LAST, id)"
+        )
+        plan = await plan_of(session, page)
+        assert "Index Scan using ix_hero_age_page" in plan
+        assert "Sort" not in plan
