@@ -6,6 +6,10 @@ Variants, measured interleaved in one run on the same data:
   hand-written       SQLModel select + a separate COUNT, ORM objects
   advanced-alchemy   repository.get_many_and_count (window count)
   FastCRUD           get_multi(return_total_count=True)
+  page_rows          row_pages.page_rows: the same filter, sort and total, HeroPublic from rows
+                     (no ORM objects), in a default session and in an AUTOCOMMIT one
+The first five are the table against ServiceBase.page; all seven are timed in the same rounds,
+and the row pages' table compares them all against page_rows in an AUTOCOMMIT session.
 Workloads: an indexed equality filter (overhead-bound) and a non-indexed icontains (database-bound).
 """
 
@@ -22,11 +26,13 @@ from sqlalchemy import event, insert
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlmodel import SQLModel, col, func, select
 
-from benchmarks.common import interleaved, report, save, scratch_database
+from benchmarks.common import Timings, interleaved, report, save, scratch_database
 from examples.app.db import create_engine, create_session_factory
 from examples.app.models import Hero, HeroStatus
+from examples.app.schemas import HeroPublic
 from examples.app.services import HeroService
 from examples.app.settings import Settings
+from examples.servicebase.row_pages import page_rows
 
 SECRET = b"benchmark-cursor-secret-0123456789"
 WORDS = [
@@ -51,6 +57,17 @@ WORDS = [
     "wolf",
     "abyss",
 ]
+
+
+ROW_PAGE = "page_rows"
+ROW_PAGE_AUTOCOMMIT = "page_rows, AUTOCOMMIT"
+ORM_VARIANTS = (
+    "raw asyncpg (same SQL)",
+    "ServiceBase.page",
+    "hand-written SQLModel",
+    "advanced-alchemy",
+    "FastCRUD",
+)
 
 
 class HeroRepository(SQLAlchemyAsyncRepository[Hero]):  # type: ignore[type-var]
@@ -117,6 +134,15 @@ async def workload_variants(
         aa_filter = SearchFilter(field_name="name", value="ABY", ignore_case=True)
         fastcrud_filter = {"name__ilike": "%ABY%"}
 
+    def row_page(**options: Any) -> Callable[[], Awaitable[object]]:
+        async def run() -> object:
+            async with session_factory(execution_options=options) as session:
+                service = HeroService(session, cursor_secret=SECRET)
+                page = await page_rows(service, HeroPublic, service_filter, limit=50)
+                return page.items, page.total
+
+        return run
+
     async def service_page() -> object:
         async with session_factory() as session:
             page = await HeroService(session, cursor_secret=SECRET).page(service_filter, limit=50)
@@ -173,6 +199,8 @@ async def workload_variants(
         "hand-written SQLModel": hand_written,
         "advanced-alchemy": advanced_alchemy,
         "FastCRUD": fastcrud,
+        ROW_PAGE: row_page(),
+        ROW_PAGE_AUTOCOMMIT: row_page(isolation_level="AUTOCOMMIT"),
     }
 
 
@@ -194,8 +222,11 @@ async def main(rows: int, repetitions: int, *, save_results: bool = True) -> dic
                 await check_same_answers(variants)
                 print(f"workload {workload}: {reps} interleaved rounds")
                 timings = await interleaved(variants, reps)
-                results[workload] = report(
-                    f"{workload} filter, 50-row page + total", timings, baseline="ServiceBase.page"
+                title = f"{workload} filter, 50-row page + total"
+                orm = Timings({name: timings.samples[name] for name in ORM_VARIANTS})
+                results[workload] = report(title, orm, baseline="ServiceBase.page")
+                results[f"{workload} row pages"] = report(
+                    f"{title}, the same rounds", timings, baseline=ROW_PAGE_AUTOCOMMIT
                 )
         finally:
             await raw.close()
@@ -216,6 +247,8 @@ async def check_same_answers(variants: dict[str, Callable[[], Awaitable[object]]
     aa_items, aa_total = aa
     crud_result: Any = await variants["FastCRUD"]()
     raw_rows: Any = await variants["raw asyncpg (same SQL)"]()
+    rows: Any = await variants[ROW_PAGE]()
+    rows_autocommit: Any = await variants[ROW_PAGE_AUTOCOMMIT]()
     answers = {
         "hand-written SQLModel": ([h.name for h in hand_items], hand_total),
         "advanced-alchemy": ([h.name for h in aa_items], aa_total),
@@ -224,6 +257,8 @@ async def check_same_answers(variants: dict[str, Callable[[], Awaitable[object]]
             [r["name"] for r in raw_rows],
             raw_rows[0]["total"] if raw_rows else 0,
         ),
+        ROW_PAGE: ([h.name for h in rows[0]], rows[1]),
+        ROW_PAGE_AUTOCOMMIT: ([h.name for h in rows_autocommit[0]], rows_autocommit[1]),
     }
     for name, answer in answers.items():
         if answer != (expected, service_total):
