@@ -9,11 +9,14 @@ import asyncio
 import os
 
 from benchmarks import (
+    bulk_insert,
     drivers,
     generic_plan,
+    keyset_depth,
     load,
     page_with_total,
     replica_lag,
+    round_trips,
     scenarios,
     sqlite_locking,
     trigram,
@@ -39,6 +42,9 @@ def main() -> None:
             "drivers",
             "uuid-keys",
             "trigram",
+            "round-trips",
+            "keyset-depth",
+            "bulk-insert",
         ],
     )
     parser.add_argument("--db", choices=["sqlite", "postgresql", "mysql"], default="postgresql")
@@ -52,7 +58,9 @@ def main() -> None:
     )
     args = parser.parse_args()
     rows, repetitions = (5_000, 5) if args.quick else (args.rows, args.repetitions)
-    if args.scenario == "orm":
+    if args.scenario in ("round-trips", "keyset-depth", "bulk-insert"):
+        asyncio.run(issue_17(args.scenario, args.db, args.rows, args.repetitions, args.quick))
+    elif args.scenario == "orm":
         asyncio.run(orm(args.db, quick=args.quick))
     elif args.scenario == "uuid-keys":
         asyncio.run(uuid_keys.main(rows, save_results=not args.quick))
@@ -88,6 +96,37 @@ def main() -> None:
         asyncio.run(load.main(clients=10, seconds=2, heroes=300, save_results=False))
     else:
         asyncio.run(load.main(clients=args.clients, seconds=args.seconds))
+
+
+async def issue_17(scenario: str, backend: str, rows: int, repetitions: int, quick: bool) -> None:
+    """round-trips: --rows heroes for the page (default 100000), --repetitions rounds (20);
+    keyset-depth: --rows (100000), rounds 60; bulk-insert: 10000 rows, 7 rounds."""
+    if backend == "sqlite":
+        raise SystemExit(f"{scenario}: PostgreSQL or MySQL/MariaDB (--db)")
+    save_results = not quick
+    if scenario == "round-trips":
+        if quick:
+            await round_trips.main(
+                backend,
+                page_rows=3000,
+                repetitions=3,
+                levels=(0.0, 0.5),
+                shapes={"20 teams x 5 heroes": (20, 5)},
+                save_results=False,
+            )
+        else:
+            reps = 20 if repetitions == 200 else repetitions  # 200: the parser's default
+            await round_trips.main(backend, page_rows=rows, repetitions=reps)
+    elif scenario == "keyset-depth":
+        if quick:
+            await keyset_depth.main(backend, 3000, 5, (1, 2, 10, 40), save_results=False)
+        else:
+            reps = 60 if repetitions == 200 else repetitions
+            await keyset_depth.main(backend, rows, reps, save_results=save_results)
+    elif quick:
+        await bulk_insert.main(backend, 1000, 2, save_results=False)
+    else:
+        await bulk_insert.main(backend, 10_000, 7)
 
 
 async def orm(backend: str, *, quick: bool) -> None:

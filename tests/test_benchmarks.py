@@ -6,11 +6,14 @@ from typing import Any
 import pytest
 
 from benchmarks import (
+    bulk_insert,
     drivers,
     generic_plan,
+    keyset_depth,
     load,
     page_with_total,
     replica_lag,
+    round_trips,
     scenarios,
     sqlite_locking,
     trigram,
@@ -157,3 +160,54 @@ async def test_trigram_benchmark_agrees_and_uses_the_index() -> None:
             "matches",
         }
         assert results[search]["matches"] > 0
+
+
+@pytest.mark.backends("postgresql", "mysql")
+async def test_round_trips_variants_agree_and_the_proxy_adds_latency(backend: Backend) -> None:
+    # main() checks that every loader returns the same teams and heroes, and both page variants
+    # the same page and total, before timing them.
+    results = await round_trips.main(
+        backend.name,
+        page_rows=3000,
+        repetitions=2,
+        levels=(0.0, 0.5),
+        shapes={"20 teams x 5 heroes": (20, 5)},
+        save_results=False,
+    )
+    direct, proxied = results["levels"]["0 ms"], results["levels"]["0.5 ms"]
+    assert proxied["select_1"]["proxied_ms"] > direct["select_1"]["direct_ms"] + 0.25
+    shape = proxied["20 teams x 5 heroes"]
+    assert shape["selectinload"]["statements"] == 2
+    assert shape["joinedload"]["statements"] == 1
+    assert shape["N+1: SELECT per team"]["statements"] == 1 + 20
+    assert shape["N+1: refresh(team, [heroes])"]["statements"] == 1 + 2 * 20
+    # Through the proxy N+1 pays at least its 1 + 20 statements' round trips.
+    added = proxied["select_1"]["added_ms"]
+    assert shape["N+1: SELECT per team"]["median_ms"] > 21 * added
+    page = proxied["page + total"]
+    assert page["ServiceBase.page (1 statement)"]["statements"] == 1
+    assert page["page + COUNT (2 statements)"]["statements"] == 2
+
+
+@pytest.mark.backends("postgresql", "mysql")
+async def test_keyset_depth_pages_agree_and_the_deep_page_is_an_index_range_scan(
+    backend: Backend,
+) -> None:
+    results = await keyset_depth.main(backend.name, 3000, 2, (1, 2, 10, 40), save_results=False)
+    assert set(results["keyset"]) == {f"keyset, page {p}" for p in (1, 2, 10, 40)}
+    if backend.name == "postgresql":
+        plan = results["plan_deepest"]
+        assert plan["scan"] == "Index Scan"
+        assert plan["index"] == "ix_hero_name"
+        assert plan["index_cond"] is not None  # a range start, not a walk from the first entry
+        assert plan["rows_read"] <= 60  # 51 rows (one extra for "is there a next page")
+
+
+@pytest.mark.backends("postgresql", "mysql")
+async def test_bulk_insert_variants_store_every_row(backend: Backend) -> None:
+    results = await bulk_insert.main(backend.name, rows=500, repetitions=1, save_results=False)
+    expected = {"add_all + flush", "ServiceBase.create_many", "ORM bulk insert(), list of dicts"}
+    if backend.name == "postgresql":
+        expected.add("asyncpg COPY")
+    assert set(results["variants"]) == expected
+    assert results["stored_rows"] == 500 * len(expected) * 2  # one warm-up and one timed round
