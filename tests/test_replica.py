@@ -15,14 +15,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlmodel import col, delete, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from examples.app.db import (
-    ReplicaReads,
-    create_engine,
-    create_session_factory,
-)
+from examples.app.db import create_engine, create_session_factory
 from examples.app.main import create_app
 from examples.app.models import Hero, Team
-from examples.app.replicas import create_routing_session_factory
+from examples.app.replicas import ReplicaReads, create_routing_session_factory
 from examples.servicebase.transactions import unit_of_work
 from tests.conftest import Backend
 

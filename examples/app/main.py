@@ -15,7 +15,6 @@ from examples.app.api import admin, health, heroes, powers, teams
 from examples.app.api.deps import cursor_secret
 from examples.app.api.health import failure
 from examples.app.db import (
-    ReplicaReads,
     check_connection_budget,
     create_engine,
     create_session_factory,
@@ -24,6 +23,7 @@ from examples.app.db import (
     trace_with_opentelemetry,
 )
 from examples.app.middleware import CancelOnDisconnect
+from examples.app.replicas import ReplicaReads
 from examples.app.settings import Settings
 from examples.servicebase.web import add_error_handlers
 

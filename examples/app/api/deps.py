@@ -7,8 +7,9 @@ from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from examples.app.db import READ_ONLY, ReplicaReads
+from examples.app.db import READ_ONLY
 from examples.app.middleware import finish_even_if_disconnected
+from examples.app.replicas import ReplicaReads
 from examples.app.services import HeroService, PowerService, TeamService
 from examples.app.settings import Settings
 
