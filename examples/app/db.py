@@ -117,8 +117,10 @@ def ping_at_checkout(engine: AsyncEngine) -> None:
     def ping(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
         try:
             dbapi_connection.run_async(lambda connection: connection.fetchrow(";"))
-        except Exception as error:  # the pool drops it and connects anew (3 tries)
-            raise DisconnectionError() from error
+        except Exception as error:
+            if not dbapi_connection.driver_connection.is_closed():
+                raise  # alive: a real error (the engine used from another event loop, ...)
+            raise DisconnectionError() from error  # the pool connects anew (3 tries)
 
 
 # --8<-- [end:engine]
