@@ -14,7 +14,6 @@ The "gc" column is the time CPython's cyclic garbage collector ran inside each v
 
 import gc
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -23,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import SQLModel
 
 from benchmarks.common import interleaved, report, save, scratch_database
+from benchmarks.scenarios import hero_rows
 from examples.app.db import create_engine, create_session_factory
 from examples.app.models import Hero
 from examples.app.schemas import HeroCreate
@@ -70,21 +70,6 @@ def with_gc_time(
         return timed
 
     return {name: wrap(name, call) for name, call in variants.items()}, samples
-
-
-def hero_rows(count: int, tag: str) -> list[dict[str, Any]]:
-    return [
-        {
-            "id": uuid.uuid4(),
-            "name": f"{tag}-{i}",
-            "secret_name": f"{tag}-secret-{i}",
-            "age": i % 90,
-            "status": "active",
-            "attributes": {"rank": i % 7},
-            "version": 1,
-        }
-        for i in range(count)
-    ]
 
 
 def bulk_variants(

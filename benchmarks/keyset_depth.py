@@ -16,8 +16,8 @@ import asyncpg  # type: ignore[import-untyped]
 from sqlmodel import col, select
 
 from benchmarks.common import report, save, scratch_database
-from benchmarks.page_with_total import capture_sql
-from benchmarks.round_trips import load_heroes, rotated
+from benchmarks.page_with_total import capture_sql, load_rows
+from benchmarks.round_trips import rotated
 from examples.app.db import create_engine, create_session_factory
 from examples.app.models import Hero
 from examples.app.services import HeroService
@@ -41,7 +41,7 @@ async def main(
         engine = create_engine(Settings(database_url=url.render_as_string(hide_password=False)))
         try:
             print(f"loading {rows:,} heroes ...")
-            await load_heroes(engine, rows)
+            await load_rows(engine, rows)
             factory = create_session_factory(engine)
             cursors: dict[int, str | None] = {1: None}
             names: dict[int, list[str]] = {}

@@ -84,7 +84,9 @@ async def load_rows(engine: AsyncEngine, rows: int) -> None:
         name = f"{generator.choice(WORDS)}-{generator.choice(WORDS)}-{i}"
         batch.append(
             {
-                "id": uuid.UUID(int=generator.getrandbits(128)),
+                "id": uuid.UUID(
+                    int=generator.getrandbits(128), version=4
+                ),  # MariaDB's UUID type too
                 "name": name,
                 "secret_name": f"secret-{i}",
                 "age": None if i % 20 == 0 else generator.randrange(1000),

@@ -18,7 +18,6 @@ gc.collect() off the clock before each loader call.
 """
 
 import gc
-import random
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -28,13 +27,13 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import joinedload, selectinload
-from sqlmodel import SQLModel, col, func, select
+from sqlmodel import col, func, select
 
 from benchmarks.common import Timings, progress, report, save, scratch_database
 from benchmarks.latency_proxy import simulated_network
-from benchmarks.page_with_total import WORDS
+from benchmarks.page_with_total import load_rows
 from examples.app.db import create_engine, create_session_factory
-from examples.app.models import Hero, HeroStatus, Team
+from examples.app.models import Hero, Team
 from examples.app.services import HeroService
 from examples.app.settings import Settings
 from examples.servicebase.service import rel
@@ -43,35 +42,6 @@ from examples.testing import counting_statements
 SECRET = b"benchmark-cursor-secret-0123456789"
 RTT_LEVELS_MS = (0.0, 0.3, 0.5, 1.0)  # added round trip; 0 = loopback, no proxy
 Variant = Callable[[], Awaitable[Any]]
-
-
-async def load_heroes(engine: AsyncEngine, rows: int) -> None:
-    """benchmarks.page_with_total's heroes (ages 0-999, a twentieth NULL), with UUID keys that
-    MariaDB's UUID type accepts too; creates the tables."""
-    async with engine.begin() as connection:
-        await connection.run_sync(SQLModel.metadata.create_all)
-    generator = random.Random(42)
-    statuses = list(HeroStatus)
-    batch: list[dict[str, Any]] = []
-    for i in range(rows):
-        batch.append(
-            {
-                "id": uuid.UUID(int=generator.getrandbits(128), version=4),
-                "name": f"{generator.choice(WORDS)}-{generator.choice(WORDS)}-{i}",
-                "secret_name": f"secret-{i}",
-                "age": None if i % 20 == 0 else generator.randrange(1000),
-                "status": generator.choice(statuses),
-                "attributes": {},
-                "version": 1,
-            }
-        )
-        if len(batch) == 5000 or i == rows - 1:
-            async with engine.begin() as connection:
-                await connection.execute(sa.insert(Hero), batch)
-            batch = []
-    async with engine.begin() as connection:  # ANALYZE is transactional on PostgreSQL
-        analyze = "ANALYZE" if engine.dialect.name == "postgresql" else "ANALYZE TABLE"
-        await connection.exec_driver_sql(f"{analyze} hero")
 
 
 async def load_teams(engine: AsyncEngine, shapes: dict[str, tuple[int, int]]) -> dict[str, range]:
@@ -227,7 +197,7 @@ async def main(
         setup = create_engine(Settings(database_url=url.render_as_string(hide_password=False)))
         try:
             print(f"loading {page_rows:,} heroes and the teams ...")
-            await load_heroes(setup, page_rows)
+            await load_rows(setup, page_rows)
             ranges = await load_teams(setup, shapes)
             async with setup.begin() as connection:
                 analyze = "ANALYZE" if backend == "postgresql" else "ANALYZE TABLE"
