@@ -35,7 +35,9 @@ async def lock_hero_within(session: AsyncSession, hero_id: uuid.UUID, seconds: f
     seconds: a SET there stays on the pooled connection."""
     connection = await session.connection()
     if connection.dialect.name == "postgresql":
-        await connection.exec_driver_sql(f"SET LOCAL lock_timeout = '{int(seconds * 1000)}ms'")
+        # At least 1 ms: 0 means "wait forever".
+        timeout_ms = max(1, round(seconds * 1000))
+        await connection.exec_driver_sql(f"SET LOCAL lock_timeout = '{timeout_ms}ms'")
     statement = select(Hero).where(col(Hero.id) == hero_id).with_for_update()
     return (await session.exec(statement)).one()
 

@@ -22,8 +22,10 @@ from sqlmodel import Session as SyncSession
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from examples.app.middleware import finish_even_if_disconnected
+from examples.app.types import NulFreeStr
 from examples.servicebase.filters import COMPARISON, TEXT, FilterField, FilterSpec
 from examples.servicebase.service import ServiceBase
+from examples.servicebase.transactions import unit_of_work
 
 
 # --8<-- [start:registry]
@@ -45,11 +47,11 @@ class TenantScoped(SQLModel):
 
 class Tenant(TenancyModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
-    name: str = Field(max_length=100, unique=True)
+    name: NulFreeStr = Field(max_length=100, unique=True)
 
 
 class ProjectBase(SQLModel):
-    name: str = Field(max_length=100)
+    name: NulFreeStr = Field(max_length=100)
 
 
 class Project(ProjectBase, TenantScoped, TenancyModel, table=True):
@@ -135,7 +137,7 @@ async def tenant_session(
     factory: async_sessionmaker[AsyncSession], tenant_id: int
 ) -> AsyncIterator[AsyncSession]:
     """One unit of work for one tenant: commits when the block succeeds."""
-    async with factory(info={"tenant_id": tenant_id}) as session, session.begin():
+    async with unit_of_work(factory, info={"tenant_id": tenant_id}) as session:
         yield session
 
 
@@ -203,7 +205,7 @@ class ProjectCreate(ProjectBase):
 
 
 class ProjectUpdate(SQLModel):
-    name: str | None = Field(default=None, max_length=100)
+    name: NulFreeStr | None = Field(default=None, max_length=100)
 
 
 # --8<-- [start:service]

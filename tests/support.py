@@ -1,14 +1,15 @@
 """Test helpers shared by conftest.py and the tests that exercise them directly."""
 
 import shutil
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.engine import Connection
 from sqlmodel import SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -91,3 +92,30 @@ async def a_session_on_fresh_tables(url: str) -> AsyncIterator[AsyncSession]:
             yield session
     finally:
         await engine.dispose()
+
+
+@contextmanager
+def captured(engine: sa.Engine) -> Iterator[list[tuple[str, Any]]]:
+    """The SELECTs sent through `engine`, with their parameters as the driver gets them."""
+    seen: list[tuple[str, Any]] = []
+
+    def record(_c: Any, _cur: Any, statement: str, params: Any, _ctx: Any, _many: bool) -> None:
+        if statement.lstrip().upper().startswith("SELECT"):
+            seen.append((statement, params))
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+
+
+async def plan_of(session: AsyncSession, query: Callable[[], Awaitable[object]]) -> str:
+    """EXPLAIN of the SQL `query` sends, sequential scans priced out (tables here are tiny)."""
+    connection = await session.connection()
+    await connection.exec_driver_sql("SET LOCAL enable_seqscan = off")
+    with captured(connection.sync_engine) as seen:
+        await query()
+    (statement, params), *_ = seen
+    plan = await connection.exec_driver_sql("EXPLAIN " + statement, params)
+    return "\n".join(plan.scalars())

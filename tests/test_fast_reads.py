@@ -165,7 +165,6 @@ async def test_a_schema_field_that_is_no_column_or_relationship_is_refused(
 
 
 @pytest.mark.backends("postgresql", "psycopg")
-@pytest.mark.usefixtures("backend")
 async def test_in_an_autocommit_read_each_statement_is_its_own_snapshot(
     session_factory: async_sessionmaker[AsyncSession],
 ) -> None:

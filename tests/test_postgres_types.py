@@ -4,8 +4,7 @@ EXPLAIN shows the index serves it as written, and Alembic's autogenerate stays q
 import importlib.util
 import secrets
 import warnings
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
@@ -17,7 +16,6 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata, produce_migrations, render_python_code
 from alembic.operations import Operations
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import event
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
@@ -44,7 +42,7 @@ from examples.postgres_types import (
     with_document,
 )
 from tests.conftest import CURSOR_SECRET
-from tests.support import a_session_on_fresh_tables
+from tests.support import a_session_on_fresh_tables, captured, plan_of
 
 pytestmark = pytest.mark.backends("postgresql", "psycopg")
 
@@ -246,33 +244,6 @@ async def test_in_place_changes_to_the_array_and_jsonb(db: AsyncSession) -> None
 
 
 # ---------------------------------------------------------------- EXPLAIN: the index serves it
-
-
-@contextmanager
-def captured(engine: sa.Engine) -> Iterator[list[tuple[str, Any]]]:
-    """The SELECTs sent through `engine`, with their parameters as the driver gets them."""
-    seen: list[tuple[str, Any]] = []
-
-    def record(_c: Any, _cur: Any, statement: str, params: Any, _ctx: Any, _many: bool) -> None:
-        if statement.lstrip().upper().startswith("SELECT"):
-            seen.append((statement, params))
-
-    event.listen(engine, "before_cursor_execute", record)
-    try:
-        yield seen
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
-
-
-async def plan_of(session: AsyncSession, query: Callable[[], Awaitable[object]]) -> str:
-    """EXPLAIN of the SQL `query` sends, sequential scans priced out (tables here are tiny)."""
-    connection = await session.connection()
-    await connection.exec_driver_sql("SET LOCAL enable_seqscan = off")
-    with captured(connection.sync_engine) as seen:
-        await query()
-    (statement, params), *_ = seen
-    plan = await connection.exec_driver_sql("EXPLAIN " + statement, params)
-    return "\n".join(plan.scalars())
 
 
 async def test_each_index_serves_its_query_as_written(db: AsyncSession) -> None:

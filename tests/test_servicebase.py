@@ -40,7 +40,7 @@ from examples.servicebase_usage import (
 from examples.servicebase_usage import main as servicebase_usage_main
 from examples.testing import counting_statements
 from tests.conftest import Backend, _admin_execute
-from tests.support import a_session_on_fresh_tables, raw_rows
+from tests.support import a_session_on_fresh_tables, plan_of, raw_rows
 
 SECRET = b"cursor-secret-for-tests-0123456789"
 
@@ -693,6 +693,8 @@ class CouponBase(SQLModel, registry=registry(metadata=sa.MetaData())):
 
 
 class Coupon(CouponBase, table=True):
+    __tablename__ = "coupon_all_rows"  # examples/soft_delete_unique.py has a "coupon" table
+
     id: int | None = Field(default=None, primary_key=True)
     code: str = Field(max_length=20, unique=True)
     percent: int = 0
@@ -902,8 +904,6 @@ async def test_only_an_index_in_the_exact_sort_order_spares_the_page_its_sort(
 ) -> None:
     """sort=-age is ORDER BY age DESC NULLS LAST, id: the model's plain index on age can't
     give that order; one declared in it can (no Sort node)."""
-    from tests.test_postgres_types import plan_of
-
     async with a_session_on_fresh_tables(empty_database_url) as session:
         heroes = HeroService(session, cursor_secret=SECRET)
         rows = [{"name": f"h{i}", "secret_name": f"s{i}", "age": i % 90} for i in range(3000)]

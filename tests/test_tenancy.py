@@ -591,3 +591,14 @@ async def test_a_missing_or_invalid_tenant_is_a_4xx_never_a_500(
     ]:
         assert response.status_code == status, response.text
         assert response.headers["content-type"] == "application/json"
+
+
+async def test_a_name_the_database_cannot_store_is_a_422(
+    http: AsyncClient, tenants: tuple[int, int]
+) -> None:
+    a, _ = tenants
+    for name in ["a\x00b", "x" * 101]:  # PostgreSQL refuses NUL in text: a 500 before
+        response = await http.post(
+            "/projects", json={"name": name}, headers={"X-Tenant-Id": str(a)}
+        )
+        assert response.status_code == 422, response.text

@@ -92,13 +92,13 @@ def shape_of(mapper: Mapper[Any], schema: type[BaseModel], table: Any, from_: An
             on = table.corresponding_column(local) == alias.corresponding_column(remote)
             _key(table, shape, local)
             child = shape_of(prop.mapper, nested, alias, shape.from_.outerjoin(alias, on))
+            if child.lists:  # _nest fills the top level's lists only
+                raise TypeError(f"{name}: a list inside a joined field is not supported")
             shape.joined.append((name, child))
             shape.from_ = child.from_
         else:
             child_table = prop.mapper.local_table
             child = shape_of(prop.mapper, nested, child_table, child_table)
-            keys: list[Any] = list(prop.mapper.primary_key)
-            child.order = [child_table.corresponding_column(c) for c in keys]
             child_key = _key(child_table, child, remote)
             shape.lists.append((name, _key(table, shape, local), child_key, child))
     shape.order = primary_key

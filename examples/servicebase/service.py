@@ -48,6 +48,7 @@ class ServiceBase(Generic[ModelT, CreateT, UpdateT]):
     default_limit: ClassVar[int] = 50
     max_limit: ClassVar[int] = 100
     _deleted: ClassVar[Any] = None  # the soft-delete column, set by SoftDelete
+    _live: ClassVar[Any] = None  # SoftDelete.live_column
 
     # Derived once per subclass (in __init_subclass__), not per request.
     _pk: ClassVar[tuple[Any, ...]]  # the primary key's columns; a composite key's id is a tuple

@@ -18,7 +18,6 @@ class SoftDelete(ServiceBase[ModelT, CreateT, UpdateT]):
     # A computed column, 1 while live and NULL once deleted, that the unique keys include
     # (unique among live rows): Upserts then matches live rows only. None: keys are global.
     live_column: ClassVar[str | None] = None
-    _live: ClassVar[Any] = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -4,7 +4,7 @@ import asyncio
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import async_sessionmaker
@@ -18,14 +18,17 @@ T = TypeVar("T")
 # --8<-- [start:unit_of_work]
 @asynccontextmanager
 async def unit_of_work(
-    session_factory: async_sessionmaker[AsyncSession], *, isolation_level: str | None = None
+    session_factory: async_sessionmaker[AsyncSession],
+    *,
+    isolation_level: str | None = None,
+    **session_options: Any,
 ) -> AsyncIterator[AsyncSession]:
     """One transaction: commits when the block succeeds, rolls back when it raises.
 
     isolation_level ("SERIALIZABLE", "REPEATABLE READ", ...): this transaction only; the
-    connection goes back to the pool with the engine's level.
+    connection goes back to the pool with the engine's level. session_options: info=, ...
     """
-    async with session_factory() as session, session.begin():
+    async with session_factory(**session_options) as session, session.begin():
         if isolation_level is not None:  # before the first statement, or it is too late
             await session.connection(execution_options={"isolation_level": isolation_level})
         yield session

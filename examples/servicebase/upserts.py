@@ -107,7 +107,7 @@ class Upserts(ServiceBase[ModelT, CreateT, UpdateT]):
         """`conflict` as a unique key of the table; with SoftDelete's live_column, the key
         among live rows that `conflict` names (["secret_name"] -> ["secret_name", "live"])."""
         keys = [set(key) for key in self._all_unique_keys()]
-        live = getattr(self, "_live", None)  # set by SoftDelete when mixed in
+        live = self._live
         if live is not None and {*conflict, live.key} in keys:
             return [*conflict, live.key] if live.key not in conflict else list(conflict)
         if set(conflict) not in keys:
@@ -117,11 +117,11 @@ class Upserts(ServiceBase[ModelT, CreateT, UpdateT]):
 
     def _key_rows(self, rows: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
         """Rows with the live column's value for the key checks: every written row is live."""
-        live = getattr(self, "_live", None)
+        live = self._live
         return list(rows) if live is None else [{**row, live.key: 1} for row in rows]
 
     def _shown(self, key: Sequence[str]) -> str:
-        live = getattr(self, "_live", None)
+        live = self._live
         return ", ".join(column for column in key if live is None or column != live.key)
 
     def _unique_keys(self, conflict: Sequence[str]) -> list[tuple[str, ...]]:
