@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import SQLModel
 
 from benchmarks.common import interleaved, report, save, scratch_database
+from benchmarks.page_with_total import SECRET
 from benchmarks.scenarios import hero_rows
 from examples.app.db import create_engine, create_session_factory
 from examples.app.models import Hero
@@ -29,7 +30,6 @@ from examples.app.schemas import HeroCreate
 from examples.app.services import HeroService
 from examples.app.settings import Settings
 
-SECRET = b"benchmark-cursor-secret-0123456789"
 COLUMNS = ("id", "name", "secret_name", "age", "status", "attributes", "version")
 
 

@@ -16,14 +16,13 @@ import asyncpg  # type: ignore[import-untyped]
 from sqlmodel import col, select
 
 from benchmarks.common import report, save, scratch_database
-from benchmarks.page_with_total import capture_sql, load_rows
+from benchmarks.page_with_total import SECRET, capture_sql, load_rows
 from benchmarks.round_trips import rotated
 from examples.app.db import create_engine, create_session_factory
 from examples.app.models import Hero
 from examples.app.services import HeroService
 from examples.app.settings import Settings
 
-SECRET = b"benchmark-cursor-secret-0123456789"
 LIMIT, SORT = 50, "name"
 Variant = Callable[[], Awaitable[object]]
 

@@ -31,7 +31,7 @@ from sqlmodel import col, func, select
 
 from benchmarks.common import Timings, progress, report, save, scratch_database
 from benchmarks.latency_proxy import simulated_network
-from benchmarks.page_with_total import load_rows
+from benchmarks.page_with_total import SECRET, load_rows
 from examples.app.db import create_engine, create_session_factory
 from examples.app.models import Hero, Team
 from examples.app.services import HeroService
@@ -39,7 +39,6 @@ from examples.app.settings import Settings
 from examples.servicebase.service import rel
 from examples.testing import counting_statements
 
-SECRET = b"benchmark-cursor-secret-0123456789"
 RTT_LEVELS_MS = (0.0, 0.3, 0.5, 1.0)  # added round trip; 0 = loopback, no proxy
 Variant = Callable[[], Awaitable[Any]]
 
