@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from examples.app.db import create_engine
 from examples.app.models import Hero
-from examples.app.schemas import HeroCreate, HeroUpdate
+from examples.app.schemas import HeroCreate, HeroPublic, HeroUpdate
 from examples.app.settings import Settings
 
 
@@ -38,6 +38,7 @@ def create_app() -> FastAPI:
         model=Hero,
         create_schema=HeroCreate,
         update_schema=HeroUpdate,
+        select_schema=HeroPublic,  # the public columns, as the reference app's: no secret_name
         path="/heroes",
         tags=["heroes"],
         included_methods=["read_multi"],

@@ -7,6 +7,8 @@ are in flight and checks they all finish and the server exits cleanly.
 import asyncio
 import os
 import random
+import re
+import shutil
 import signal
 import socket
 import statistics
@@ -135,6 +137,41 @@ async def drive(
     }
 
 
+UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
+
+
+async def drive_wrk(base_url: str, path: str, clients: int, seconds: float) -> dict[str, Any]:
+    """list_page's requests from wrk (C, one thread): the load generator takes a sliver of the
+    CPU that httpx would take from the server on a small machine."""
+    script = Path(__file__).with_name("offset_page.lua")
+    command = ["wrk", "-t1", f"-c{clients}", f"-d{max(1, round(seconds))}s", "--latency"]
+    command += ["--timeout", "30s", "-s", str(script), base_url + path]
+    process = await asyncio.create_subprocess_exec(*command, stdout=asyncio.subprocess.PIPE)
+    output = (await process.communicate())[0].decode()
+    if process.returncode:
+        raise RuntimeError(f"wrk failed: {output}")
+
+    def number(pattern: str) -> float:
+        found = re.search(pattern, output)
+        return float(found.group(1)) if found else 0.0
+
+    p50, p99 = (re.search(rf"^\s+{q}%\s+([\d.]+)(us|ms|s)$", output, re.M) for q in (50, 99))
+    bad = number(r"Non-2xx or 3xx responses: (\d+)")
+    socket_errors = sum(map(int, re.findall(r"(?:connect|read|write|timeout) (\d+)", output)))
+    return {
+        "clients": clients,
+        "seconds": seconds,
+        "requests": int(number(r"(\d+) requests in")),
+        "requests_per_second": number(r"Requests/sec:\s+([\d.]+)"),
+        "p50_ms": round(float(p50[1]) * UNITS[p50[2]], 1) if p50 else 0.0,
+        "p99_ms": round(float(p99[1]) * UNITS[p99[2]], 1) if p99 else 0.0,
+        "errors": int(bad) + socket_errors,
+        "first_errors": [line for line in output.splitlines() if "errors" in line or "2xx" in line]
+        if bad or socket_errors
+        else [],
+    }
+
+
 async def graceful_shutdown(
     base_url: str, server: asyncio.subprocess.Process, signum: int = signal.SIGTERM
 ) -> dict[str, Any]:
@@ -232,28 +269,32 @@ async def compare_http(
 ) -> dict[str, Any]:
     """The reference app's list endpoints vs FastCRUD's generated one: same table, same server.
 
-    reference app: GET /heroes, rows straight into HeroDetail (page_rows, each hero's team and
-    powers too) on an AUTOCOMMIT read session; /admin/heroes: ServiceBase.page, ORM objects,
-    flat HeroPublic, in a read-write unit of work; FastCRUD: flat rows, 2 statements.
-    All servers run at once and are driven in turn, `rounds` times `seconds / rounds` each: a
-    neighbour's load on a shared machine falls on every app alike.
+    reference app: GET /heroes (page_rows into HeroDetail: each hero's team and powers too) and
+    /admin/heroes (ServiceBase.page, ORM objects, 76 generated query parameters); its /bench/
+    variants (benchmarks/http_variants.py) change one choice of GET /heroes each; FastCRUD:
+    HeroPublic rows, 2 statements. The two servers run at once and each endpoint is driven in
+    turn, `rounds` times `seconds / rounds` each: a neighbour's load falls on every one alike.
     """
     results: dict[str, Any] = {"clients": clients, "seconds": seconds}
+    reference = "benchmarks.http_variants:create_app"
     apps = {
-        "reference app": ("examples.app.main:create_app", "/heroes"),
-        "reference app /admin/heroes": ("examples.app.main:create_app", "/admin/heroes"),
+        "reference app": (reference, "/heroes"),
+        "reference app, ORM objects": (reference, "/bench/heroes-orm"),
+        "reference app, def dependencies": (reference, "/bench/heroes-sync-deps"),
+        "reference app, flat HeroPublic": (reference, "/bench/heroes-flat"),
+        "reference app /admin/heroes": (reference, "/admin/heroes"),
         "FastCRUD crud_router": ("benchmarks.fastcrud_app:create_app", "/heroes"),
     }
     async with scratch_database("postgresql") as url:
         database_url = url.render_as_string(hide_password=False)
         await seed(database_url, heroes)
-        servers = {
-            name: await start_server(factory, database_url) for name, (factory, _) in apps.items()
-        }
+        factories = {factory for factory, _ in apps.values()}
+        running = {factory: await start_server(factory, database_url) for factory in factories}
+        servers = {name: running[factory] for name, (factory, _) in apps.items()}
         try:
             results |= await alternate(servers, apps, clients, seconds, rounds)
         finally:
-            for server, _ in servers.values():
+            for server, _ in running.values():
                 server.terminate()
                 await server.wait()
     theirs = results["FastCRUD crud_router"]
@@ -261,11 +302,13 @@ async def compare_http(
     for name, (_, path) in apps.items():
         row = results[name]
         print(
-            f"  {name:<28} {path:<14} {row['requests_per_second']:>8} req/s  "
+            f"  {name:<32} {path:<24} {row['requests_per_second']:>8} req/s  "
             f"p99 {row['p99_ms']} ms  {row['errors']} errors"
         )
-    for name in ("reference app", "reference app /admin/heroes"):
+    for name in apps:
         ours = results[name]
+        if ours is theirs:
+            continue
         ratio = round(ours["requests_per_second"] / theirs["requests_per_second"], 2)
         p99 = round(ours["p99_ms"] / theirs["p99_ms"], 2) if theirs["p99_ms"] else None
         results[f"{name} / FastCRUD"] = {"requests_per_second": ratio, "p99": p99}
@@ -283,30 +326,41 @@ async def alternate(
     seconds: float,
     rounds: int,
 ) -> dict[str, Any]:
-    """Each app in turn, round after round; requests/s and quantiles over all its rounds."""
+    """Each app in turn, round after round: requests/s over all its rounds; latency quantiles
+    over all its requests (httpx) or the median of its rounds' (wrk, when installed)."""
+    use_wrk = shutil.which("wrk") is not None
     latencies: dict[str, list[float]] = {name: [] for name in apps}
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in apps}
     for _ in range(rounds):
         for name, (_, path) in apps.items():
             _, base_url = servers[name]
-            run = await drive(
-                base_url, clients, seconds / rounds, list_page(path), latencies=latencies[name]
-            )
+            if use_wrk:
+                run = await drive_wrk(base_url, path, clients, seconds / rounds)
+            else:
+                run = await drive(
+                    base_url, clients, seconds / rounds, list_page(path), latencies=latencies[name]
+                )
             runs[name].append(run)
-    results: dict[str, Any] = {}
+    results: dict[str, Any] = {"load generator": "wrk" if use_wrk else "httpx"}
     for name in apps:
-        pooled = latencies[name]
+        served = sum(run["requests"] for run in runs[name])
         # requests / (requests/s): the time each round drove, unrounded
         elapsed = sum(
             run["requests"] / run["requests_per_second"] for run in runs[name] if run["requests"]
         )
-        quantiles = statistics.quantiles(pooled, n=100) if len(pooled) > 1 else [0.0] * 99
+        if use_wrk:
+            p50 = statistics.median(run["p50_ms"] for run in runs[name])
+            p99 = statistics.median(run["p99_ms"] for run in runs[name])
+        else:
+            pooled = latencies[name]
+            quantiles = statistics.quantiles(pooled, n=100) if len(pooled) > 1 else [0.0] * 99
+            p50, p99 = round(quantiles[49] * 1000, 1), round(quantiles[98] * 1000, 1)
         errors = [error for run in runs[name] for error in run["first_errors"]]
         results[name] = {
-            "requests": len(pooled),
-            "requests_per_second": round(len(pooled) / elapsed, 1) if elapsed else 0.0,
-            "p50_ms": round(quantiles[49] * 1000, 1),
-            "p99_ms": round(quantiles[98] * 1000, 1),
+            "requests": served,
+            "requests_per_second": round(served / elapsed, 1) if elapsed else 0.0,
+            "p50_ms": p50,
+            "p99_ms": p99,
             "errors": sum(run["errors"] for run in runs[name]),
             "first_errors": errors[:5],
         }

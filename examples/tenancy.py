@@ -220,13 +220,13 @@ class ProjectService(ServiceBase[Project, ProjectCreate, ProjectUpdate]):
 # --8<-- [end:service]
 
 
-def get_tenant_factory(request: Request) -> async_sessionmaker[AsyncSession]:
+async def get_tenant_factory(request: Request) -> async_sessionmaker[AsyncSession]:
     factory: async_sessionmaker[AsyncSession] = request.state.tenant_factory  # the lifespan's
     return factory
 
 
 # --8<-- [start:dependency]
-def get_tenant_id(x_tenant_id: Annotated[int, Header(gt=0, lt=2**31)]) -> int:
+async def get_tenant_id(x_tenant_id: Annotated[int, Header(gt=0, lt=2**31)]) -> int:
     return x_tenant_id  # demo only: in your app, from authentication (the token, the user)
 
 

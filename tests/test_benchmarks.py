@@ -4,11 +4,13 @@ import signal
 from typing import Any
 
 import pytest
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from benchmarks import (
     bulk_insert,
     drivers,
     generic_plan,
+    http_variants,
     keyset_depth,
     load,
     page_with_total,
@@ -20,7 +22,10 @@ from benchmarks import (
     uuid_keys,
     workers,
 )
+from examples.app.api.deps import get_session_factory
+from examples.testing import app_client
 from tests.conftest import Backend
+from tests.test_api import create_hero, create_team
 
 
 @pytest.mark.backends("postgresql")
@@ -68,9 +73,45 @@ async def test_orm_scenarios_run(backend: Backend, empty_database_url: str) -> N
 @pytest.mark.usefixtures("backend")
 async def test_http_comparison_runs_without_errors() -> None:
     results = await load.compare_http(clients=5, seconds=1, heroes=100, save_results=False)
-    for app in ("reference app", "FastCRUD crud_router"):
+    apps = [
+        name for name in results if isinstance(results[name], dict) and "errors" in results[name]
+    ]
+    assert len(apps) == 6
+    for app in apps:
         assert results[app]["requests"] > 0
         assert results[app]["errors"] == 0, results[app]["first_errors"]
+
+
+async def test_http_variants_answer_what_get_heroes_answers(
+    backend: Backend, session: AsyncSession
+) -> None:
+    app = http_variants.create_app(backend.settings())
+    async with app_client(app, session, get_session_factory) as client:
+        teams = [await create_team(client, f"t{i}") for i in range(2)]
+        power = (await client.post("/powers", json={"name": "Flight"})).json()
+        for i in range(7):
+            team_id = teams[i % 2]["id"] if i < 6 else None
+            hero = await create_hero(client, f"h{i}", age=30 + i % 3, team_id=team_id)
+            if i % 3 == 0:
+                granted = {"level": 2}
+                await client.put(f"/heroes/{hero['id']}/powers/{power['id']}", json=granted)
+        query: dict[str, Any] = {
+            "sort": "-age,name",
+            "limit": 5,
+            "offset": 1,
+            "team": [teams[0]["name"], teams[1]["id"]],
+        }
+        reference = (await client.get("/heroes", params=query)).json()
+        assert (len(reference["items"]), reference["total"]) == (5, 6)
+        assert any(item["power_links"] for item in reference["items"])
+        for path in ("/bench/heroes-orm", "/bench/heroes-sync-deps"):
+            assert (await client.get(path, params=query)).json() == reference
+        flat = (await client.get("/bench/heroes-flat", params=query)).json()
+        for item in reference["items"]:
+            del item["team"], item["power_links"]
+        assert flat == reference
+        bad = await client.get("/bench/heroes-flat", params={"sort": "secret_name"})
+        assert bad.status_code == 422
 
 
 async def test_sqlite_locking_benchmark_runs_and_immediate_units_never_fail() -> None:

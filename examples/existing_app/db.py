@@ -28,8 +28,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 # --8<-- [start:dependencies]
-def get_session_factory() -> async_sessionmaker[AsyncSession]:
-    # The one place a test replaces (testing.md's app_client): every request session comes from it.
+async def get_session_factory() -> async_sessionmaker[AsyncSession]:
+    # What testing.md's app_client replaces: every request's session comes from it.
     return SessionLocal
 
 

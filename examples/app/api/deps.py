@@ -15,7 +15,7 @@ from examples.app.settings import Settings
 
 
 # --8<-- [start:session_dependency]
-def get_session_factory(request: Request) -> async_sessionmaker[AsyncSession]:
+async def get_session_factory(request: Request) -> async_sessionmaker[AsyncSession]:
     session_factory: async_sessionmaker[AsyncSession] = request.state.session_factory
     return session_factory
 
@@ -54,7 +54,7 @@ ReadSessionDep = Annotated[AsyncSession, Depends(get_read_session)]
 # --8<-- [end:read_session_dependency]
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.state.settings
     return settings
 
@@ -74,19 +74,19 @@ def cursor_secret(settings: Settings) -> bytes:
     return secret
 
 
-def get_hero_service(session: SessionDep, settings: SettingsDep) -> HeroService:
+async def get_hero_service(session: SessionDep, settings: SettingsDep) -> HeroService:
     return HeroService(session, cursor_secret=cursor_secret(settings))
 
 
-def get_team_service(session: SessionDep) -> TeamService:
+async def get_team_service(session: SessionDep) -> TeamService:
     return TeamService(session)  # no keyset pages: no cursor secret
 
 
-def get_power_service(session: SessionDep) -> PowerService:
+async def get_power_service(session: SessionDep) -> PowerService:
     return PowerService(session)
 
 
-def get_read_hero_service(session: ReadSessionDep, settings: SettingsDep) -> HeroService:
+async def get_read_hero_service(session: ReadSessionDep, settings: SettingsDep) -> HeroService:
     return HeroService(session, cursor_secret=cursor_secret(settings))
 
 
