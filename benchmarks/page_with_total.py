@@ -8,11 +8,16 @@ Variants, measured interleaved in one run on the same data:
   FastCRUD           get_multi(return_total_count=True)
   page_rows          row_pages.page_rows: the same filter, sort and total, HeroPublic from rows
                      (no ORM objects), in a default session and in an AUTOCOMMIT one
-The first five are the table against ServiceBase.page; all seven are timed in the same rounds,
-and the row pages' table compares them all against page_rows in an AUTOCOMMIT session.
+  layers             raw asyncpg running page_rows' SQL, + building HeroPublic from its rows,
+                     SQLAlchemy Core executing page_rows' statement on a held connection,
+                     + a connection from the pool per page (checkout, ping): the gap by layer
+The first five are the table against ServiceBase.page; all are timed in the same rounds; the
+row pages' table compares them against page_rows in an AUTOCOMMIT session, the layers' table
+against raw asyncpg running page_rows' SQL.
 Workloads: an indexed equality filter (overhead-bound) and a non-indexed icontains (database-bound).
 """
 
+import json
 import random
 import uuid
 from collections.abc import Awaitable, Callable
@@ -22,8 +27,9 @@ import asyncpg  # type: ignore[import-untyped]
 from advanced_alchemy.filters import LimitOffset, OrderBy, SearchFilter
 from advanced_alchemy.repository import SQLAlchemyAsyncRepository
 from fastcrud import FastCRUD
+from pydantic import TypeAdapter
 from sqlalchemy import event, insert
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_sessionmaker
 from sqlmodel import SQLModel, col, func, select
 
 from benchmarks.common import Timings, interleaved, report, save, scratch_database
@@ -61,6 +67,14 @@ WORDS = [
 
 ROW_PAGE = "page_rows"
 ROW_PAGE_AUTOCOMMIT = "page_rows, AUTOCOMMIT"
+# Between raw asyncpg and page_rows, each adding one layer: where the difference goes.
+LAYERS = (
+    "asyncpg, page_rows' SQL",
+    "  + HeroPublic from the rows",
+    "SQLAlchemy Core, held connection",
+    "  + pool checkout and ping",
+    ROW_PAGE_AUTOCOMMIT,
+)
 ORM_VARIANTS = (
     "raw asyncpg (same SQL)",
     "ServiceBase.page",
@@ -116,8 +130,18 @@ def capture_sql(engine: AsyncEngine) -> tuple[list[tuple[str, Any]], Callable[[]
     return seen, lambda: event.remove(engine.sync_engine, "before_cursor_execute", record)
 
 
+def capture_statement(engine: AsyncEngine) -> tuple[list[Any], Callable[[], None]]:
+    seen: list[Any] = []
+
+    def record(_conn: Any, clause: Any, *_args: Any) -> None:
+        seen.append(clause)
+
+    event.listen(engine.sync_engine, "before_execute", record)
+    return seen, lambda: event.remove(engine.sync_engine, "before_execute", record)
+
+
 async def workload_variants(
-    engine: AsyncEngine, raw: asyncpg.Connection, workload: str
+    engine: AsyncEngine, raw: asyncpg.Connection, held: AsyncConnection, workload: str
 ) -> dict[str, Callable[[], Awaitable[object]]]:
     session_factory = create_session_factory(engine)
     # The libraries call session.execute(): give them SQLAlchemy's own AsyncSession, as their
@@ -195,7 +219,40 @@ async def workload_variants(
                 **fastcrud_filter,
             )
 
+    # The layers replay what page_rows sent: its SQL on asyncpg, its statement on SQLAlchemy.
+    seen, stop = capture_sql(engine)
+    statements, stop_statements = capture_statement(engine)
+    await row_page()()
+    stop()
+    stop_statements()
+    rows_sql, rows_params = seen[0]
+    statement = statements[0]
+    adapter = TypeAdapter(list[HeroPublic])
+    fields = list(HeroPublic.model_fields)
+
+    async def asyncpg_rows() -> object:
+        return await raw.fetch(rows_sql, *rows_params)
+
+    async def asyncpg_validated() -> object:
+        rows = await raw.fetch(rows_sql, *rows_params)
+        items = [{f: row[f] for f in fields} for row in rows]
+        for item in items:  # raw asyncpg returns jsonb as text (SQLAlchemy sets a codec)
+            item["attributes"] = json.loads(item["attributes"])
+        return adapter.validate_python(items)
+
+    async def core_held() -> object:
+        return (await held.execute(statement)).all()
+
+    async def core_checkout() -> object:
+        async with engine.connect() as connection:
+            await connection.execution_options(isolation_level="AUTOCOMMIT")
+            return (await connection.execute(statement)).all()
+
     return {
+        LAYERS[0]: asyncpg_rows,
+        LAYERS[1]: asyncpg_validated,
+        LAYERS[2]: core_held,
+        LAYERS[3]: core_checkout,
         "raw asyncpg (same SQL)": raw_asyncpg,
         "ServiceBase.page": service_page,
         "hand-written SQLModel": hand_written,
@@ -215,22 +272,30 @@ async def main(rows: int, repetitions: int, *, save_results: bool = True) -> dic
         raw = await asyncpg.connect(
             url.set(drivername="postgresql").render_as_string(hide_password=False)
         )
+        held = await engine.connect()
+        await held.execution_options(isolation_level="AUTOCOMMIT")
         try:
             for workload, reps in (
                 ("indexed", repetitions),
                 ("icontains", max(5, repetitions // 5)),
             ):
-                variants = await workload_variants(engine, raw, workload)
+                variants = await workload_variants(engine, raw, held, workload)
                 await check_same_answers(variants)
                 print(f"workload {workload}: {reps} interleaved rounds")
                 timings = await interleaved(variants, reps)
                 title = f"{workload} filter, 50-row page + total"
                 orm = Timings({name: timings.samples[name] for name in ORM_VARIANTS})
                 results[workload] = report(title, orm, baseline="ServiceBase.page")
+                pages = Timings({n: v for n, v in timings.samples.items() if n not in LAYERS[:4]})
                 results[f"{workload} row pages"] = report(
-                    f"{title}, the same rounds", timings, baseline=ROW_PAGE_AUTOCOMMIT
+                    f"{title}, the same rounds", pages, baseline=ROW_PAGE_AUTOCOMMIT
+                )
+                layers = Timings({name: timings.samples[name] for name in LAYERS})
+                results[f"{workload} layers"] = report(
+                    f"{title}, raw asyncpg to page_rows", layers, baseline=LAYERS[0]
                 )
         finally:
+            await held.close()
             await raw.close()
             await engine.dispose()
     if save_results:
@@ -262,6 +327,12 @@ async def check_same_answers(variants: dict[str, Callable[[], Awaitable[object]]
         ROW_PAGE: ([h.name for h in rows[0]], rows[1]),
         ROW_PAGE_AUTOCOMMIT: ([h.name for h in rows_autocommit[0]], rows_autocommit[1]),
     }
+    validated: Any = await variants[LAYERS[1]]()
+    answers[LAYERS[1]] = ([hero.name for hero in validated], service_total)
+    for layer in (LAYERS[0], LAYERS[2], LAYERS[3]):  # rows: the total is their last column
+        found: Any = await variants[layer]()
+        names = [row["name"] if layer == LAYERS[0] else row.name for row in found]
+        answers[layer] = (names, found[0][-1] if found else 0)
     for name, answer in answers.items():
         if answer != (expected, service_total):
             raise SystemExit(f"{name} returned a different page or total than ServiceBase")

@@ -10,6 +10,7 @@ variants interleaved at that level. The reference app's models (Team 1-n Hero, l
   selectinload  the teams, then one SELECT ... WHERE team_id IN (...) (two statements)
   joinedload    one LEFT OUTER JOIN, de-duplicated with .unique()
 Two shapes: 200 teams x 50 heroes (benchmarks.scenarios' shape) and 200 teams x 5 heroes.
+Many-to-one: a hero of each of the 200 teams, with its team: N+1 is session.get(Team) per hero.
 Page + total: ServiceBase.page (scalar-subquery total, one statement) against the hand-written
 SELECT + separate COUNT (two), a 50-row page filtered on the indexed `age = 42`.
 Every unit of work also pays five fixed round trips on asyncpg: the pool's pre-ping (itself
@@ -112,6 +113,37 @@ def loading_variants(engine: AsyncEngine, ids: range) -> dict[str, Variant]:
     }
 
 
+def many_to_one_variants(engine: AsyncEngine, ids: range) -> dict[str, Variant]:
+    """200 heroes, each of another team; each returns [(hero, its team)]."""
+    factory = create_session_factory(engine)
+    heroes = (
+        select(Hero)
+        .where(col(Hero.team_id).between(ids[0], ids[-1]), col(Hero.name).endswith("-0"))
+        .order_by(col(Hero.team_id))
+    )
+
+    async def get_per_hero() -> list[tuple[Hero, Team | None]]:
+        async with factory() as session:
+            loaded = (await session.exec(heroes)).all()
+            return [(hero, await session.get(Team, hero.team_id)) for hero in loaded]
+
+    async def selectin() -> list[tuple[Hero, Team | None]]:
+        async with factory() as session:
+            statement = heroes.options(selectinload(rel(Hero.team)))
+            return [(hero, hero.team) for hero in (await session.exec(statement)).all()]
+
+    async def joined() -> list[tuple[Hero, Team | None]]:
+        async with factory() as session:
+            statement = heroes.options(joinedload(rel(Hero.team)))
+            return [(hero, hero.team) for hero in (await session.exec(statement)).all()]
+
+    return {
+        "selectinload": selectin,
+        "joinedload": joined,
+        "N+1: session.get(Team) per hero": get_per_hero,
+    }
+
+
 def page_variants(engine: AsyncEngine) -> dict[str, Variant]:
     factory = create_session_factory(engine)
     where = (col(Hero.deleted_at).is_(None), col(Hero.age) == 42)
@@ -148,6 +180,8 @@ async def agree(engine: AsyncEngine, variants: dict[str, Variant], what: str) ->
             answers[name] = sorted(
                 (t.id, sorted(str(h.id) for h in heroes)) for t, heroes in result
             )
+        elif what == "heroes":
+            answers[name] = sorted((str(hero.id), team.id) for hero, team in result)
         else:
             answers[name] = result
     expected = next(iter(answers.values()))
@@ -228,6 +262,14 @@ async def one_level(url: URL, rtt: float, ranges: dict[str, range], reps: int) -
                 for name in rows:
                     rows[name]["statements"] = counts[name]
                 level[shape] = rows
+            ids = list(ranges.values())[-1]  # the last shape's teams: a hero of each
+            variants = many_to_one_variants(engine, ids)
+            counts = await agree(engine, variants, "heroes")
+            timings = await rotated(variants, reps, collect=True)
+            rows = report(f"{len(ids)} heroes, each its team, +{rtt:g} ms", timings, "selectinload")
+            for name in rows:
+                rows[name]["statements"] = counts[name]
+            level["heroes, each its team"] = rows
             variants = page_variants(engine)
             counts = await agree(engine, variants, "page")
             timings = await rotated(variants, reps * 5)

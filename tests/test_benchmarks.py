@@ -225,6 +225,11 @@ async def test_round_trips_variants_agree_and_the_proxy_adds_latency(backend: Ba
     # Through the proxy N+1 pays at least its 1 + 20 statements' round trips.
     added = proxied["select_1"]["added_ms"]
     assert shape["N+1: SELECT per team"]["median_ms"] > 21 * added
+    many_to_one = proxied["heroes, each its team"]
+    assert many_to_one["selectinload"]["statements"] == 2
+    assert many_to_one["joinedload"]["statements"] == 1
+    assert many_to_one["N+1: session.get(Team) per hero"]["statements"] == 1 + 20
+    assert many_to_one["N+1: session.get(Team) per hero"]["median_ms"] > 21 * added
     page = proxied["page + total"]
     assert page["ServiceBase.page (1 statement)"]["statements"] == 1
     assert page["page + COUNT (2 statements)"]["statements"] == 2
