@@ -4,11 +4,13 @@ Run: uvicorn --factory benchmarks.http_variants:create_app (DATABASE_URL from th
 Each /bench/ route takes the same query as GET /heroes and differs from it in one choice.
 """
 
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, Query, Request
 
-from examples.app.api.deps import ReadSessionDep, cursor_secret
+from examples.app.api.deps import ReadSessionDep, SessionFactoryDep, cursor_secret
+from examples.app.db import READ_ONLY
 from examples.app.main import create_app as create_reference_app
 from examples.app.models import Hero
 from examples.app.queries import HeroListQuery, hero_filter
@@ -38,8 +40,17 @@ async def hero_service(session: ReadSessionDep, request: Request) -> HeroService
     return HeroService(session, cursor_secret=cursor_secret(request.state.settings))
 
 
+async def autocommit_hero_service(
+    request: Request, factory: SessionFactoryDep
+) -> AsyncIterator[HeroService]:
+    options = READ_ONLY | {"isolation_level": "AUTOCOMMIT"}  # no BEGIN, no ROLLBACK
+    async with factory(execution_options=options) as session:
+        yield HeroService(session, cursor_secret=cursor_secret(request.state.settings))
+
+
 SyncHeroService = Annotated[HeroService, Depends(hero_service_sync)]
 AsyncHeroService = Annotated[HeroService, Depends(hero_service)]
+AutocommitHeroService = Annotated[HeroService, Depends(autocommit_hero_service)]
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -59,6 +70,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.get("/bench/heroes-sync-deps", response_model=OffsetPage[HeroDetail])
     async def sync_dependencies(heroes: SyncHeroService, query: ListQuery) -> Page[HeroDetail]:
         """GET /heroes with its settings and service dependencies as plain `def`."""
+        filter = hero_filter(query)
+        return await page_rows(
+            heroes, HeroDetail, filter, sort=query.sort, limit=query.limit, offset=query.offset
+        )
+
+    @app.get("/bench/heroes-autocommit", response_model=OffsetPage[HeroDetail])
+    async def autocommit(heroes: AutocommitHeroService, query: ListQuery) -> Page[HeroDetail]:
+        """GET /heroes in an AUTOCOMMIT session: no transaction, one snapshot per statement."""
         filter = hero_filter(query)
         return await page_rows(
             heroes, HeroDetail, filter, sort=query.sort, limit=query.limit, offset=query.offset

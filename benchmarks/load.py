@@ -281,6 +281,7 @@ async def compare_http(
         "reference app": (reference, "/heroes"),
         "reference app, ORM objects": (reference, "/bench/heroes-orm"),
         "reference app, def dependencies": (reference, "/bench/heroes-sync-deps"),
+        "reference app, AUTOCOMMIT": (reference, "/bench/heroes-autocommit"),
         "reference app, flat HeroPublic": (reference, "/bench/heroes-flat"),
         "reference app /admin/heroes": (reference, "/admin/heroes"),
         "FastCRUD crud_router": ("benchmarks.fastcrud_app:create_app", "/heroes"),
