@@ -5,6 +5,7 @@ are in flight and checks they all finish and the server exits cleanly.
 """
 
 import asyncio
+import importlib.util
 import os
 import random
 import re
@@ -238,7 +239,7 @@ async def main(
 
 
 async def start_server(
-    factory: str, database_url: str, *, capture_log: bool = False
+    factory: str, database_url: str, *uvicorn_options: str, capture_log: bool = False
 ) -> tuple[asyncio.subprocess.Process, str]:
     """uvicorn with one worker and a pool of 10 + 10, serving the app factory on loopback."""
     port = free_port()
@@ -247,6 +248,7 @@ async def start_server(
     environment["MAX_OVERFLOW"] = "10"
     command = [sys.executable, "-m", "uvicorn", "--factory", factory, "--host", "127.0.0.1"]
     command += ["--port", str(port), "--log-level", "warning", "--timeout-graceful-shutdown", "10"]
+    command += uvicorn_options
     server = await asyncio.create_subprocess_exec(
         *command,
         cwd=ROOT,
@@ -271,27 +273,38 @@ async def compare_http(
 
     reference app: GET /heroes (page_rows into HeroDetail: each hero's team and powers too) and
     /admin/heroes (ServiceBase.page, ORM objects, 76 generated query parameters); its /bench/
-    variants (benchmarks/http_variants.py) change one choice of GET /heroes each; FastCRUD:
-    HeroPublic rows, 2 statements. The two servers run at once and each endpoint is driven in
-    turn, `rounds` times `seconds / rounds` each: a neighbour's load falls on every one alike.
+    variants (benchmarks/http_variants.py) change one choice of GET /heroes each, and so does
+    serving it on uvloop + httptools; FastCRUD: HeroPublic rows, 2 statements. The servers run at
+    once and each endpoint is driven in turn, `rounds` times `seconds / rounds` each: a
+    neighbour's load falls on every one alike.
     """
     results: dict[str, Any] = {"clients": clients, "seconds": seconds}
-    reference = "benchmarks.http_variants:create_app"
-    apps = {
+    # each app: (the uvicorn command: factory and options, the path)
+    # Pinned: with uvloop and httptools installed uvicorn's "auto" would pick them.
+    plain = ("--loop", "asyncio", "--http", "h11")
+    reference = ("benchmarks.http_variants:create_app", *plain)
+    # uvicorn[standard]'s event loop and HTTP parser, when installed (the bench extra has them)
+    fast_server = (reference[0], "--loop", "uvloop", "--http", "httptools")
+    apps: dict[str, tuple[tuple[str, ...], str]] = {
         "reference app": (reference, "/heroes"),
         "reference app, ORM objects": (reference, "/bench/heroes-orm"),
         "reference app, def dependencies": (reference, "/bench/heroes-sync-deps"),
         "reference app, AUTOCOMMIT": (reference, "/bench/heroes-autocommit"),
         "reference app, flat HeroPublic": (reference, "/bench/heroes-flat"),
         "reference app /admin/heroes": (reference, "/admin/heroes"),
-        "FastCRUD crud_router": ("benchmarks.fastcrud_app:create_app", "/heroes"),
+        "FastCRUD crud_router": (("benchmarks.fastcrud_app:create_app", *plain), "/heroes"),
     }
+    if importlib.util.find_spec("uvloop") and importlib.util.find_spec("httptools"):
+        apps["reference app, uvloop + httptools"] = (fast_server, "/heroes")
     async with scratch_database("postgresql") as url:
         database_url = url.render_as_string(hide_password=False)
         await seed(database_url, heroes)
-        factories = {factory for factory, _ in apps.values()}
-        running = {factory: await start_server(factory, database_url) for factory in factories}
-        servers = {name: running[factory] for name, (factory, _) in apps.items()}
+        commands = {command for command, _ in apps.values()}
+        running = {
+            command: await start_server(command[0], database_url, *command[1:])
+            for command in commands
+        }
+        servers = {name: running[command] for name, (command, _) in apps.items()}
         try:
             results |= await alternate(servers, apps, clients, seconds, rounds)
         finally:
@@ -322,7 +335,7 @@ async def compare_http(
 
 async def alternate(
     servers: dict[str, tuple[asyncio.subprocess.Process, str]],
-    apps: dict[str, tuple[str, str]],
+    apps: dict[str, tuple[Any, str]],
     clients: int,
     seconds: float,
     rounds: int,

@@ -8,9 +8,10 @@ Variants, measured interleaved in one run on the same data:
   FastCRUD           get_multi(return_total_count=True)
   page_rows          row_pages.page_rows: the same filter, sort and total, HeroPublic from rows
                      (no ORM objects), in a default session and in an AUTOCOMMIT one
-  layers             raw asyncpg running page_rows' SQL, + building HeroPublic from its rows,
-                     SQLAlchemy Core executing page_rows' statement on a held connection,
-                     + a connection from the pool per page (checkout, ping): the gap by layer
+  layers             raw asyncpg running page_rows' SQL; + building HeroPublic from its rows
+                     (or a plain Pydantic model with the same fields); SQLAlchemy Core running
+                     page_rows' statement on a held connection; + a connection from the pool
+                     per page (checkout, ping): the gap to page_rows, layer by layer
 The first five are the table against ServiceBase.page; all are timed in the same rounds; the
 row pages' table compares them against page_rows in an AUTOCOMMIT session, the layers' table
 against raw asyncpg running page_rows' SQL.
@@ -27,7 +28,7 @@ import asyncpg  # type: ignore[import-untyped]
 from advanced_alchemy.filters import LimitOffset, OrderBy, SearchFilter
 from advanced_alchemy.repository import SQLAlchemyAsyncRepository
 from fastcrud import FastCRUD
-from pydantic import TypeAdapter
+from pydantic import BaseModel, TypeAdapter, create_model
 from sqlalchemy import event, insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_sessionmaker
 from sqlmodel import SQLModel, col, func, select
@@ -71,10 +72,12 @@ ROW_PAGE_AUTOCOMMIT = "page_rows, AUTOCOMMIT"
 LAYERS = (
     "asyncpg, page_rows' SQL",
     "  + HeroPublic from the rows",
+    "  + its Pydantic BaseModel twin instead",
     "SQLAlchemy Core, held connection",
     "  + pool checkout and ping",
     ROW_PAGE_AUTOCOMMIT,
 )
+ROW_LAYERS = (LAYERS[0], LAYERS[3], LAYERS[4])  # these return rows, the total last
 ORM_VARIANTS = (
     "raw asyncpg (same SQL)",
     "ServiceBase.page",
@@ -227,18 +230,21 @@ async def workload_variants(
     stop_statements()
     rows_sql, rows_params = seen[0]
     statement = statements[0]
-    adapter = TypeAdapter(list[HeroPublic])
-    fields = list(HeroPublic.model_fields)
+    fields = {name: (info.annotation, info) for name, info in HeroPublic.model_fields.items()}
+    twin = create_model("HeroPublicTwin", __base__=BaseModel, **fields)  # type: ignore[call-overload]
+
+    def validated(adapter: TypeAdapter[Any]) -> Callable[[], Awaitable[object]]:
+        async def run() -> object:
+            rows = await raw.fetch(rows_sql, *rows_params)
+            items = [{f: row[f] for f in fields} for row in rows]
+            for item in items:  # raw asyncpg returns jsonb as text (SQLAlchemy sets a codec)
+                item["attributes"] = json.loads(item["attributes"])
+            return adapter.validate_python(items)
+
+        return run
 
     async def asyncpg_rows() -> object:
         return await raw.fetch(rows_sql, *rows_params)
-
-    async def asyncpg_validated() -> object:
-        rows = await raw.fetch(rows_sql, *rows_params)
-        items = [{f: row[f] for f in fields} for row in rows]
-        for item in items:  # raw asyncpg returns jsonb as text (SQLAlchemy sets a codec)
-            item["attributes"] = json.loads(item["attributes"])
-        return adapter.validate_python(items)
 
     async def core_held() -> object:
         return (await held.execute(statement)).all()
@@ -250,9 +256,10 @@ async def workload_variants(
 
     return {
         LAYERS[0]: asyncpg_rows,
-        LAYERS[1]: asyncpg_validated,
-        LAYERS[2]: core_held,
-        LAYERS[3]: core_checkout,
+        LAYERS[1]: validated(TypeAdapter(list[HeroPublic])),
+        LAYERS[2]: validated(TypeAdapter(list[twin])),
+        LAYERS[3]: core_held,
+        LAYERS[4]: core_checkout,
         "raw asyncpg (same SQL)": raw_asyncpg,
         "ServiceBase.page": service_page,
         "hand-written SQLModel": hand_written,
@@ -286,7 +293,7 @@ async def main(rows: int, repetitions: int, *, save_results: bool = True) -> dic
                 title = f"{workload} filter, 50-row page + total"
                 orm = Timings({name: timings.samples[name] for name in ORM_VARIANTS})
                 results[workload] = report(title, orm, baseline="ServiceBase.page")
-                pages = Timings({n: v for n, v in timings.samples.items() if n not in LAYERS[:4]})
+                pages = Timings({n: v for n, v in timings.samples.items() if n not in LAYERS[:5]})
                 results[f"{workload} row pages"] = report(
                     f"{title}, the same rounds", pages, baseline=ROW_PAGE_AUTOCOMMIT
                 )
@@ -327,9 +334,10 @@ async def check_same_answers(variants: dict[str, Callable[[], Awaitable[object]]
         ROW_PAGE: ([h.name for h in rows[0]], rows[1]),
         ROW_PAGE_AUTOCOMMIT: ([h.name for h in rows_autocommit[0]], rows_autocommit[1]),
     }
-    validated: Any = await variants[LAYERS[1]]()
-    answers[LAYERS[1]] = ([hero.name for hero in validated], service_total)
-    for layer in (LAYERS[0], LAYERS[2], LAYERS[3]):  # rows: the total is their last column
+    for layer in (LAYERS[1], LAYERS[2]):
+        validated: Any = await variants[layer]()
+        answers[layer] = ([hero.name for hero in validated], service_total)
+    for layer in ROW_LAYERS:
         found: Any = await variants[layer]()
         names = [row["name"] if layer == LAYERS[0] else row.name for row in found]
         answers[layer] = (names, found[0][-1] if found else 0)
