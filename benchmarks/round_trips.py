@@ -13,8 +13,8 @@ Two shapes: 200 teams x 50 heroes (benchmarks.scenarios' shape) and 200 teams x 
 Many-to-one: a hero of each of the 200 teams, with its team: N+1 is session.get(Team) per hero.
 Page + total: ServiceBase.page (scalar-subquery total, one statement) against the hand-written
 SELECT + separate COUNT (two), a 50-row page filtered on the indexed `age = 42`.
-Every unit of work also pays five fixed round trips on asyncpg: the pool's pre-ping (itself
-BEGIN, ping, ROLLBACK), then BEGIN and ROLLBACK. Variants run in rotated order, with a full
+Every unit of work also pays three fixed round trips on asyncpg: the ping at checkout
+(db.py's ping_at_checkout), then BEGIN and ROLLBACK. Variants run in rotated order, with a full
 gc.collect() off the clock before each loader call.
 """
 
