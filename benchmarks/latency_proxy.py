@@ -100,6 +100,10 @@ async def serve(target_host: str, target_port: int, one_way: float, port: int = 
         server = _Pipe(one_way)
         client.peer, server.peer = server, client
         client_sock.setblocking(False)
+        # asyncio sets TCP_NODELAY only on sockets whose proto is IPPROTO_TCP; an accepted one
+        # has 0. With Nagle on, a reply written in two pieces waits for the client's delayed
+        # ACK: 40 ms stalls.
+        client_sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
             await loop.create_connection(lambda: server, target_host, target_port)
         except OSError:
