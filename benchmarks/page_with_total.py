@@ -11,7 +11,8 @@ Variants, measured interleaved in one run on the same data:
   layers             raw asyncpg running page_rows' SQL; + building HeroPublic from its rows
                      (or a plain Pydantic model with the same fields); SQLAlchemy Core running
                      page_rows' statement on a held connection; + a connection from the pool
-                     per page (checkout, ping): the gap to page_rows, layer by layer
+                     per page (checkout, ping); + a session around it: what is left to page_rows
+                     is page_rows' own work (building the statement, the page, validation)
 The first five are the table against ServiceBase.page; all are timed in the same rounds; the
 row pages' table compares them against page_rows in an AUTOCOMMIT session, the layers' table
 against raw asyncpg running page_rows' SQL.
@@ -75,9 +76,10 @@ LAYERS = (
     "  + its Pydantic BaseModel twin instead",
     "SQLAlchemy Core, held connection",
     "  + pool checkout and ping",
+    "  + an AsyncSession around it",
     ROW_PAGE_AUTOCOMMIT,
 )
-ROW_LAYERS = (LAYERS[0], LAYERS[3], LAYERS[4])  # these return rows, the total last
+ROW_LAYERS = (LAYERS[0], LAYERS[3], LAYERS[4], LAYERS[5])  # these return rows, the total last
 ORM_VARIANTS = (
     "raw asyncpg (same SQL)",
     "ServiceBase.page",
@@ -254,12 +256,18 @@ async def workload_variants(
             await connection.execution_options(isolation_level="AUTOCOMMIT")
             return (await connection.execute(statement)).all()
 
+    async def core_in_session() -> object:
+        async with session_factory(execution_options={"isolation_level": "AUTOCOMMIT"}) as session:
+            connection = await session.connection()
+            return (await connection.execute(statement)).all()
+
     return {
         LAYERS[0]: asyncpg_rows,
         LAYERS[1]: validated(TypeAdapter(list[HeroPublic])),
         LAYERS[2]: validated(TypeAdapter(list[twin])),
         LAYERS[3]: core_held,
         LAYERS[4]: core_checkout,
+        LAYERS[5]: core_in_session,
         "raw asyncpg (same SQL)": raw_asyncpg,
         "ServiceBase.page": service_page,
         "hand-written SQLModel": hand_written,
@@ -293,7 +301,7 @@ async def main(rows: int, repetitions: int, *, save_results: bool = True) -> dic
                 title = f"{workload} filter, 50-row page + total"
                 orm = Timings({name: timings.samples[name] for name in ORM_VARIANTS})
                 results[workload] = report(title, orm, baseline="ServiceBase.page")
-                pages = Timings({n: v for n, v in timings.samples.items() if n not in LAYERS[:5]})
+                pages = Timings({n: v for n, v in timings.samples.items() if n not in LAYERS[:-1]})
                 results[f"{workload} row pages"] = report(
                     f"{title}, the same rounds", pages, baseline=ROW_PAGE_AUTOCOMMIT
                 )
