@@ -9,7 +9,13 @@ from typing import Annotated
 
 from fastapi import Depends, FastAPI, Query, Request
 
-from examples.app.api.deps import ReadSessionDep, SessionFactoryDep, cursor_secret
+from examples.app.api.deps import (
+    ReadHeroServiceDep,
+    ReadSessionDep,
+    SessionFactoryDep,
+    SettingsDep,
+    cursor_secret,
+)
 from examples.app.db import READ_ONLY
 from examples.app.main import create_app as create_reference_app
 from examples.app.models import Hero
@@ -36,20 +42,15 @@ def hero_service_sync(
     return HeroService(session, cursor_secret=cursor_secret(settings))  # type: ignore[arg-type]
 
 
-async def hero_service(session: ReadSessionDep, request: Request) -> HeroService:
-    return HeroService(session, cursor_secret=cursor_secret(request.state.settings))
-
-
 async def autocommit_hero_service(
-    request: Request, factory: SessionFactoryDep
+    factory: SessionFactoryDep, settings: SettingsDep
 ) -> AsyncIterator[HeroService]:
     options = READ_ONLY | {"isolation_level": "AUTOCOMMIT"}  # no BEGIN, no ROLLBACK
     async with factory(execution_options=options) as session:
-        yield HeroService(session, cursor_secret=cursor_secret(request.state.settings))
+        yield HeroService(session, cursor_secret=cursor_secret(settings))
 
 
 SyncHeroService = Annotated[HeroService, Depends(hero_service_sync)]
-AsyncHeroService = Annotated[HeroService, Depends(hero_service)]
 AutocommitHeroService = Annotated[HeroService, Depends(autocommit_hero_service)]
 
 
@@ -57,7 +58,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = create_reference_app(settings)
 
     @app.get("/bench/heroes-orm", response_model=OffsetPage[HeroDetail])
-    async def orm_objects(heroes: AsyncHeroService, query: ListQuery) -> Page[Hero]:
+    async def orm_objects(heroes: ReadHeroServiceDep, query: ListQuery) -> Page[Hero]:
         """ServiceBase.page with the relationships loaded: ORM objects, validated by FastAPI."""
         return await heroes.page(
             hero_filter(query),
@@ -84,7 +85,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
 
     @app.get("/bench/heroes-flat", response_model=OffsetPage[HeroPublic])
-    async def flat(heroes: AsyncHeroService, query: ListQuery) -> Page[HeroPublic]:
+    async def flat(heroes: ReadHeroServiceDep, query: ListQuery) -> Page[HeroPublic]:
         """GET /heroes without team and powers: what FastCRUD's endpoint returns, less secrets."""
         filter = hero_filter(query)
         return await page_rows(
