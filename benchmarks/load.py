@@ -286,7 +286,7 @@ async def compare_http(
     # Pinned: with uvloop and httptools installed uvicorn's "auto" would pick them.
     plain = ("--loop", "asyncio", "--http", "h11")
     reference = ("benchmarks.http_variants:create_app", *plain)
-    # uvicorn[standard]'s event loop and HTTP parser, when installed (the bench extra has them)
+    # uvicorn[standard]'s event loop and HTTP parser, when installed (pip install uvloop httptools)
     fast_server = (reference[0], "--loop", "uvloop", "--http", "httptools")
     apps: dict[str, tuple[tuple[str, ...], str]] = {
         "reference app": (reference, "/heroes"),
