@@ -16,6 +16,7 @@ from examples.app.api.deps import (
     SettingsDep,
     cursor_secret,
 )
+from examples.app.api.heroes import list_heroes
 from examples.app.db import READ_ONLY
 from examples.app.main import create_app as create_reference_app
 from examples.app.models import Hero
@@ -32,14 +33,15 @@ ListQuery = Annotated[HeroListQuery, Query()]
 
 # The reference app's dependency chain written with plain `def`: FastAPI runs each in its
 # threadpool, a thread hop per dependency per request.
-def settings_sync(request: Request) -> object:
-    return request.state.settings
+def settings_sync(request: Request) -> Settings:
+    settings: Settings = request.state.settings
+    return settings
 
 
 def hero_service_sync(
-    session: ReadSessionDep, settings: Annotated[object, Depends(settings_sync)]
+    session: ReadSessionDep, settings: Annotated[Settings, Depends(settings_sync)]
 ) -> HeroService:
-    return HeroService(session, cursor_secret=cursor_secret(settings))  # type: ignore[arg-type]
+    return HeroService(session, cursor_secret=cursor_secret(settings))
 
 
 async def autocommit_hero_service(
@@ -71,18 +73,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.get("/bench/heroes-sync-deps", response_model=OffsetPage[HeroDetail])
     async def sync_dependencies(heroes: SyncHeroService, query: ListQuery) -> Page[HeroDetail]:
         """GET /heroes with its settings and service dependencies as plain `def`."""
-        filter = hero_filter(query)
-        return await page_rows(
-            heroes, HeroDetail, filter, sort=query.sort, limit=query.limit, offset=query.offset
-        )
+        return await list_heroes(heroes, query)
 
     @app.get("/bench/heroes-autocommit", response_model=OffsetPage[HeroDetail])
     async def autocommit(heroes: AutocommitHeroService, query: ListQuery) -> Page[HeroDetail]:
         """GET /heroes in an AUTOCOMMIT session: no transaction, one snapshot per statement."""
-        filter = hero_filter(query)
-        return await page_rows(
-            heroes, HeroDetail, filter, sort=query.sort, limit=query.limit, offset=query.offset
-        )
+        return await list_heroes(heroes, query)
 
     @app.get("/bench/heroes-flat", response_model=OffsetPage[HeroPublic])
     async def flat(heroes: ReadHeroServiceDep, query: ListQuery) -> Page[HeroPublic]:

@@ -74,6 +74,18 @@ async def load_teams(engine: AsyncEngine, shapes: dict[str, tuple[int, int]]) ->
     return ranges
 
 
+def with_loader(factory: Any, parents: Any, loader: Any, attribute: str) -> Variant:
+    """The parents with `loader` as a query option; each returns [(parent, its attribute)]."""
+
+    async def run() -> list[tuple[Any, Any]]:
+        async with factory() as session:
+            result = await session.exec(parents.options(loader))
+            # unique(): a joined collection repeats its parent once per child row
+            return [(parent, getattr(parent, attribute)) for parent in result.unique()]
+
+    return run
+
+
 def loading_variants(engine: AsyncEngine, ids: range) -> dict[str, Variant]:
     """Each returns [(team, its heroes)]."""
     factory = create_session_factory(engine)
@@ -95,19 +107,9 @@ def loading_variants(engine: AsyncEngine, ids: range) -> dict[str, Variant]:
                 await session.refresh(team, ["heroes"])
             return [(team, team.heroes) for team in loaded]
 
-    async def selectin() -> list[tuple[Team, Sequence[Hero]]]:
-        async with factory() as session:
-            statement = teams.options(selectinload(rel(Team.heroes)))
-            return [(team, team.heroes) for team in (await session.exec(statement)).all()]
-
-    async def joined() -> list[tuple[Team, Sequence[Hero]]]:
-        async with factory() as session:
-            statement = teams.options(joinedload(rel(Team.heroes)))
-            return [(team, team.heroes) for team in (await session.exec(statement)).unique()]
-
     return {
-        "selectinload": selectin,
-        "joinedload": joined,
+        "selectinload": with_loader(factory, teams, selectinload(rel(Team.heroes)), "heroes"),
+        "joinedload": with_loader(factory, teams, joinedload(rel(Team.heroes)), "heroes"),
         "N+1: SELECT per team": select_per_team,
         "N+1: refresh(team, [heroes])": refresh_per_team,
     }
@@ -127,19 +129,9 @@ def many_to_one_variants(engine: AsyncEngine, ids: range) -> dict[str, Variant]:
             loaded = (await session.exec(heroes)).all()
             return [(hero, await session.get(Team, hero.team_id)) for hero in loaded]
 
-    async def selectin() -> list[tuple[Hero, Team | None]]:
-        async with factory() as session:
-            statement = heroes.options(selectinload(rel(Hero.team)))
-            return [(hero, hero.team) for hero in (await session.exec(statement)).all()]
-
-    async def joined() -> list[tuple[Hero, Team | None]]:
-        async with factory() as session:
-            statement = heroes.options(joinedload(rel(Hero.team)))
-            return [(hero, hero.team) for hero in (await session.exec(statement)).all()]
-
     return {
-        "selectinload": selectin,
-        "joinedload": joined,
+        "selectinload": with_loader(factory, heroes, selectinload(rel(Hero.team)), "team"),
+        "joinedload": with_loader(factory, heroes, joinedload(rel(Hero.team)), "team"),
         "N+1: session.get(Team) per hero": get_per_hero,
     }
 
@@ -245,6 +237,24 @@ async def main(
     return results
 
 
+async def measure(
+    engine: AsyncEngine,
+    variants: dict[str, Variant],
+    what: str,
+    title: str,
+    reps: int,
+    *,
+    collect: bool = False,
+) -> dict[str, Any]:
+    """Check the variants agree, time them rotated; ratios to the first, with statement counts."""
+    counts = await agree(engine, variants, what)
+    timings = await rotated(variants, reps, collect=collect)
+    rows = report(title, timings, next(iter(variants)))
+    for name in rows:
+        rows[name]["statements"] = counts[name]
+    return rows
+
+
 async def one_level(url: URL, rtt: float, ranges: dict[str, range], reps: int) -> dict[str, Any]:
     async with simulated_network(url, rtt) as (route, measured):
         level: dict[str, Any] = {"select_1": measured}
@@ -256,27 +266,18 @@ async def one_level(url: URL, rtt: float, ranges: dict[str, range], reps: int) -
         try:
             for shape, ids in ranges.items():
                 variants = loading_variants(engine, ids)
-                counts = await agree(engine, variants, "teams")
-                timings = await rotated(variants, reps, collect=True)
-                rows = report(f"{shape}, +{rtt:g} ms", timings, "selectinload")
-                for name in rows:
-                    rows[name]["statements"] = counts[name]
-                level[shape] = rows
+                title = f"{shape}, +{rtt:g} ms"
+                level[shape] = await measure(engine, variants, "teams", title, reps, collect=True)
             ids = list(ranges.values())[-1]  # the last shape's teams: a hero of each
             variants = many_to_one_variants(engine, ids)
-            counts = await agree(engine, variants, "heroes")
-            timings = await rotated(variants, reps, collect=True)
-            rows = report(f"{len(ids)} heroes, each its team, +{rtt:g} ms", timings, "selectinload")
-            for name in rows:
-                rows[name]["statements"] = counts[name]
-            level["heroes, each its team"] = rows
-            variants = page_variants(engine)
-            counts = await agree(engine, variants, "page")
-            timings = await rotated(variants, reps * 5)
-            rows = report(f"page + total, +{rtt:g} ms", timings, "ServiceBase.page (1 statement)")
-            for name in rows:
-                rows[name]["statements"] = counts[name]
-            level["page + total"] = rows
+            title = f"{len(ids)} heroes, each its team, +{rtt:g} ms"
+            level["heroes, each its team"] = await measure(
+                engine, variants, "heroes", title, reps, collect=True
+            )
+            title = f"page + total, +{rtt:g} ms"
+            level["page + total"] = await measure(
+                engine, page_variants(engine), "page", title, reps * 5
+            )
         finally:
             await engine.dispose()
     return level
