@@ -136,10 +136,11 @@ def capture_sql(engine: AsyncEngine) -> tuple[list[tuple[str, Any]], Callable[[]
 
 
 def capture_statement(engine: AsyncEngine) -> tuple[list[Any], Callable[[], None]]:
+    """(statement, parameters) as each execute() got them."""
     seen: list[Any] = []
 
-    def record(_conn: Any, clause: Any, *_args: Any) -> None:
-        seen.append(clause)
+    def record(_conn: Any, clause: Any, multiparams: Any, params: Any, *_args: Any) -> None:
+        seen.append((clause, multiparams[0] if multiparams else params))
 
     event.listen(engine.sync_engine, "before_execute", record)
     return seen, lambda: event.remove(engine.sync_engine, "before_execute", record)
@@ -231,7 +232,7 @@ async def workload_variants(
     stop()
     stop_statements()
     rows_sql, rows_params = seen[0]
-    statement = statements[0]
+    statement, parameters = statements[0]
     fields = {name: (info.annotation, info) for name, info in HeroPublic.model_fields.items()}
     twin = create_model("HeroPublicTwin", __base__=BaseModel, **fields)  # type: ignore[call-overload]
 
@@ -249,17 +250,17 @@ async def workload_variants(
         return await raw.fetch(rows_sql, *rows_params)
 
     async def core_held() -> object:
-        return (await held.execute(statement)).all()
+        return (await held.execute(statement, parameters)).all()
 
     async def core_checkout() -> object:
         async with engine.connect() as connection:
             await connection.execution_options(isolation_level="AUTOCOMMIT")
-            return (await connection.execute(statement)).all()
+            return (await connection.execute(statement, parameters)).all()
 
     async def core_in_session() -> object:
         async with session_factory(execution_options={"isolation_level": "AUTOCOMMIT"}) as session:
             connection = await session.connection()
-            return (await connection.execute(statement)).all()
+            return (await connection.execute(statement, parameters)).all()
 
     return {
         LAYERS[0]: asyncpg_rows,

@@ -19,6 +19,7 @@ from examples.app.db import create_engine, create_session_factory
 from examples.app.models import Hero, HeroPower, Power, Team
 from examples.app.schemas import HeroDetail, HeroPublic
 from examples.app.services import HeroService
+from examples.servicebase import row_pages
 from examples.servicebase.errors import DatabaseError, InvalidFilter, classify
 from examples.servicebase.row_pages import page_rows
 from examples.testing import counting_statements
@@ -159,6 +160,119 @@ async def test_a_schema_field_that_is_no_column_or_relationship_is_refused(
 
     with pytest.raises(TypeError, match="nickname"):
         await page_rows(heroes, WithExtra)
+
+
+# ---------------------------------------------------------------- the statement cache
+
+
+def executed(engine: AsyncEngine) -> Any:
+    """The statement objects execute() gets, in order."""
+    seen: list[Any] = []
+
+    def record(_conn: Any, clause: Any, *_args: Any) -> None:
+        seen.append(clause)
+
+    class Capture:
+        def __enter__(self) -> list[Any]:
+            sa.event.listen(engine.sync_engine, "before_execute", record)
+            return seen
+
+        def __exit__(self, *_exc: object) -> None:
+            sa.event.remove(engine.sync_engine, "before_execute", record)
+
+    return Capture()
+
+
+async def same_as_page(heroes: HeroService, filter: Any, **options: Any) -> tuple[Any, Any]:
+    """page_rows' page and the statement it executed, checked against page()."""
+    expected = await heroes.page(filter, limit=100, **options)
+    with executed(heroes.session.bind) as statements:  # type: ignore[arg-type]
+        got = await page_rows(heroes, HeroPublic, filter, limit=100, **options)
+    heroes.session.expunge_all()
+    assert [item.id for item in got.items] == [hero.id for hero in expected.items]
+    assert got.total == expected.total
+    return got, statements[0]
+
+
+async def test_a_filter_shape_is_built_once_and_its_values_bound_per_call(
+    heroes: HeroService, session: AsyncSession
+) -> None:
+    await seed(session)
+    pages, statements = zip(
+        *[
+            await same_as_page(heroes, filter)
+            for filter in (
+                {"field": "age", "op": "eq", "value": 1},
+                {"field": "age", "op": "eq", "value": 2},
+                {"field": "age", "op": "in", "value": [1, 2, 3]},
+                {"field": "age", "op": "in", "value": [4]},
+                {"field": "name", "op": "icontains", "value": "ÁBC"},
+                {"field": "name", "op": "icontains", "value": "_"},  # literal: matches none
+            )
+        ],
+        strict=True,
+    )
+    assert statements[0] is statements[1]  # eq: one statement, two values
+    assert statements[2] is statements[3]  # in: one statement, three values and one
+    assert statements[4] is statements[5]
+    assert len({id(statement) for statement in statements}) == 3
+    assert [page.total > 0 for page in pages] == [True, True, True, True, True, False]
+    assert pages[0].items != pages[1].items
+
+
+async def test_what_changes_the_sql_is_part_of_the_shape(
+    heroes: HeroService, session: AsyncSession
+) -> None:
+    await seed(session)
+    statements = [
+        (await same_as_page(heroes, filter, **options))[1]
+        for filter, options in (
+            ({"field": "age", "op": "isnull", "value": True}, {}),
+            ({"field": "age", "op": "isnull", "value": False}, {}),
+            ({"field": "age", "op": "in", "value": []}, {}),  # matches nothing
+            ({"field": "age", "op": "in", "value": [1]}, {}),
+            ({"field": "age", "op": "not_in", "value": []}, {}),  # matches all
+            ({"field": "age", "op": "eq", "value": 1}, {"sort": "-age"}),
+            ({"field": "age", "op": "eq", "value": 1}, {"include_deleted": True}),
+            ({"not": {"field": "age", "op": "eq", "value": 1}}, {}),
+        )
+    ]
+    assert len({id(statement) for statement in statements}) == len(statements)
+
+
+class AgeScoped(HeroService):
+    """A scope with a value in it, as a tenant id would be."""
+
+    age = 1
+
+    def _scope(self, include_deleted: bool) -> list[sa.ColumnElement[bool]]:
+        return [*super()._scope(include_deleted), Hero.age == self.age]  # type: ignore[list-item]
+
+
+async def test_a_scope_with_a_bound_value_is_never_kept(session: AsyncSession) -> None:
+    await seed(session)
+    scoped = AgeScoped(session, cursor_secret=SECRET)
+    first, _ = await same_as_page(scoped, None)
+    scoped.age = 2
+    second, _ = await same_as_page(scoped, None)
+    assert first.total > 0
+    assert second.total > 0
+    assert {item.age for item in first.items} == {1}
+    assert {item.age for item in second.items} == {2}
+    assert not [key for key in row_pages._statements if key[0] is AgeScoped]
+
+
+async def test_the_statement_cache_is_bounded(
+    heroes: HeroService, session: AsyncSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await seed(session)
+    monkeypatch.setattr(row_pages, "STATEMENTS_KEPT", 3)
+    monkeypatch.setattr(row_pages, "_statements", {})
+    for op in ("eq", "ne", "gt", "gte", "lt", "lte"):  # six shapes
+        await same_as_page(heroes, {"field": "age", "op": op, "value": 3})
+        assert len(row_pages._statements) <= 3
+    # the oldest went first
+    assert [key[4][1] for key in row_pages._statements] == ["gte", "lt", "lte"]
 
 
 # ---------------------------------------------------------------- AUTOCOMMIT read sessions

@@ -7,11 +7,14 @@ The only piece of the package that needs a secret. Mix it in before ServiceBase:
 
 import base64
 import binascii
+import enum
 import hashlib
 import hmac
 import json
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import date, datetime
 from typing import Any, Generic, TypeVar
 
 import sqlalchemy as sa
@@ -20,7 +23,7 @@ from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from .errors import InvalidFilter
-from .filters import canonical
+from .filters import And, Condition, Node, Not
 from .pagination import SortKey, order_by
 from .service import CreateT, ModelT, ServiceBase, UpdateT
 
@@ -179,3 +182,35 @@ class CursorPages(ServiceBase[ModelT, CreateT, UpdateT]):
         )
 
     # --8<-- [end:page_by_cursor]
+
+
+def canonical(node: Node | None) -> Any:
+    """A JSON-able form of a parsed filter (cursors are bound to it). Order that doesn't change
+    the result doesn't change it either: `?status=a&status=b` and `?status=b&status=a` agree."""
+    if node is None:
+        return None
+    if isinstance(node, Condition):
+        value = node.value
+        if isinstance(value, tuple):
+            value = [_jsonable(item) for item in value]
+            if node.op in ("in", "not_in"):  # a set; between's two values keep their order
+                value.sort(key=_sort_key)
+        else:
+            value = _jsonable(value)
+        return [node.field, node.op, value]
+    if isinstance(node, Not):
+        return ["not", canonical(node.item)]
+    items = sorted((canonical(i) for i in node.items), key=_sort_key)
+    return ["and" if isinstance(node, And) else "or", items]
+
+
+def _sort_key(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, datetime | date | uuid.UUID):
+        return str(value)
+    return value

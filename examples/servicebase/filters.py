@@ -10,10 +10,8 @@ Anything not in the allowlist (field, operator, value type, nesting, list size) 
 InvalidFilter with what is allowed. Nothing is ever dropped silently.
 """
 
-import enum
-import json
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Annotated, Any
@@ -88,6 +86,10 @@ class Not:
 
 
 Node = Condition | And | Or | Not
+
+
+def keep(condition: Condition, operand: Any) -> Any:
+    return operand
 
 
 def in_utc(value: datetime) -> datetime:
@@ -234,15 +236,19 @@ class FilterSpec:
 
     # ------------------------------------------------------------------ compiling
 
-    def compile(self, node: Node) -> sa.ColumnElement[bool]:
+    def compile(
+        self, node: Node, bind: Callable[[Condition, Any], Any] = keep
+    ) -> sa.ColumnElement[bool]:
+        """SQL for a parsed filter. bind(condition, operand) is what the operator gets: by
+        default the operand itself; row_pages' statement cache passes bind parameters."""
         if isinstance(node, And):
-            return sa.and_(*(self.compile(item) for item in node.items))
+            return sa.and_(*(self.compile(item, bind) for item in node.items))
         if isinstance(node, Or):
-            return sa.or_(*(self.compile(item) for item in node.items))
+            return sa.or_(*(self.compile(item, bind) for item in node.items))
         if isinstance(node, Not):
-            return sa.not_(self.compile(node.item))
+            return sa.not_(self.compile(node.item, bind))
         spec = self.fields[node.field]
-        expression = OPERATORS[node.op](spec.column, node.value)
+        expression = OPERATORS[node.op](spec.column, bind(node, operand(node)))
         for relationship in reversed(spec.path):  # innermost first: a.any(b.has(...))
             if relationship.property.uselist:
                 expression = relationship.any(expression)
@@ -270,22 +276,42 @@ def _folded_sqlite(element: folded, compiler: Any, **kw: Any) -> str:
     return f"unicode_lower({compiler.process(element.clauses, **kw)})"
 
 
-def _ilike(before: str, after: str) -> Callable[[Any, Any], sa.ColumnElement[bool]]:
-    def condition(column: Any, value: str) -> sa.ColumnElement[bool]:
-        # The user's %, _ and / are literal characters, never wildcards (escaped with /).
-        escaped = value.replace("/", "//").replace("%", "/%").replace("_", "/_")
-        pattern = sa.literal(before + escaped + after, sa.String())
-        return folded(column).like(folded(pattern), escape="/")
-
-    return condition
-
-
-def _in(column: Any, values: Sequence[Any]) -> Any:
-    return column.in_(values) if values else sa.false()  # empty IN matches nothing
+LIKE = {
+    "contains": ("%", "%"),
+    "icontains": ("%", "%"),
+    "startswith": ("", "%"),
+    "istartswith": ("", "%"),
+    "endswith": ("%", ""),
+    "iendswith": ("%", ""),
+}
 
 
-def _not_in(column: Any, values: Sequence[Any]) -> Any:
-    return column.not_in(values) if values else sa.true()
+def operand(condition: Condition) -> Any:
+    """The condition's value; for a text operator the LIKE pattern, in which the user's %, _
+    and / are literal characters, never wildcards (escaped with /)."""
+    if condition.op not in LIKE:
+        return condition.value
+    before, after = LIKE[condition.op]
+    value = condition.value.replace("/", "//").replace("%", "/%").replace("_", "/_")
+    return before + value + after
+
+
+def _in(column: Any, values: Any) -> Any:
+    empty = isinstance(values, tuple) and not values  # else a tuple or a bind parameter
+    return sa.false() if empty else column.in_(values)  # empty IN matches nothing
+
+
+def _not_in(column: Any, values: Any) -> Any:
+    empty = isinstance(values, tuple) and not values
+    return sa.true() if empty else column.not_in(values)
+
+
+def _like(column: Any, pattern: Any) -> Any:
+    return column.like(pattern, escape="/")
+
+
+def _ilike(column: Any, pattern: Any) -> sa.ColumnElement[bool]:
+    return folded(column).like(folded(sa.type_coerce(pattern, sa.String())), escape="/")
 
 
 OPERATORS: dict[str, Callable[[Any, Any], sa.ColumnElement[bool]]] = {
@@ -299,56 +325,11 @@ OPERATORS: dict[str, Callable[[Any, Any], sa.ColumnElement[bool]]] = {
     "not_in": _not_in,
     "between": lambda c, v: c.between(v[0], v[1]),
     "isnull": lambda c, v: c.is_(None) if v else c.is_not(None),
-    # autoescape: the user's % and _ are literal characters, never wildcards.
-    "contains": lambda c, v: c.contains(v, autoescape=True),
-    "icontains": _ilike("%", "%"),
-    "startswith": lambda c, v: c.startswith(v, autoescape=True),
-    "istartswith": _ilike("", "%"),
-    "endswith": lambda c, v: c.endswith(v, autoescape=True),
-    "iendswith": _ilike("%", ""),
+    "contains": _like,  # the pattern comes from operand(): % and _ are literal
+    "startswith": _like,
+    "endswith": _like,
+    "icontains": _ilike,
+    "istartswith": _ilike,
+    "iendswith": _ilike,
 }
 # --8<-- [end:operators]
-
-
-def conditions(node: Node | None) -> Iterable[Condition]:
-    if node is None:
-        return
-    if isinstance(node, Condition):
-        yield node
-    elif isinstance(node, Not):
-        yield from conditions(node.item)
-    else:
-        for item in node.items:
-            yield from conditions(item)
-
-
-def canonical(node: Node | None) -> Any:
-    """A JSON-able form of a parsed filter (cursors are bound to it). Order that doesn't change
-    the result doesn't change it either: `?status=a&status=b` and `?status=b&status=a` agree."""
-    if node is None:
-        return None
-    if isinstance(node, Condition):
-        value = node.value
-        if isinstance(value, tuple):
-            value = [_jsonable(item) for item in value]
-            if node.op in ("in", "not_in"):  # a set; between's two values keep their order
-                value.sort(key=_sort_key)
-        else:
-            value = _jsonable(value)
-        return [node.field, node.op, value]
-    if isinstance(node, Not):
-        return ["not", canonical(node.item)]
-    items = sorted((canonical(i) for i in node.items), key=_sort_key)
-    return ["and" if isinstance(node, And) else "or", items]
-
-
-def _sort_key(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, default=str)
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, enum.Enum):
-        return value.value
-    if isinstance(value, datetime | date | uuid.UUID):
-        return str(value)
-    return value

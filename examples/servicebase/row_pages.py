@@ -15,6 +15,7 @@ from pydantic import BaseModel, TypeAdapter
 from sqlalchemy.orm import ColumnProperty, Mapper, RelationshipDirection, RelationshipProperty
 
 from .errors import InvalidFilter
+from .filters import Condition, Node, Not, operand
 from .pagination import Page, order_by
 from .service import MAX_OFFSET, ServiceBase
 
@@ -31,6 +32,7 @@ class Shape:
     # one-to-many: (field, this table's column, the child's column, the child's shape)
     lists: list[tuple[str, Any, Any, "Shape"]] = field(default_factory=list)
     order: list[Any] = field(default_factory=list)  # a child's order inside its list
+    by_parent: Any = None  # a list's rows: SELECT ... WHERE parent key IN :parent_keys
     from_: Any = None
 
     def select_list(self) -> list[Any]:
@@ -38,12 +40,11 @@ class Shape:
 
     def build(self, row: Sequence[Any], start: int = 0) -> tuple[dict[str, Any] | None, int]:
         """The schema's fields from row[start:]; None when a LEFT JOIN found no row."""
-        values = row[start : start + len(self.columns)]
-        item = {name: v for name, v in zip(self.names, values, strict=True) if name is not None}
+        item = {name: row[start + i] for i, name in enumerate(self.names) if name is not None}
         position = start + len(self.columns)
         for name, shape in self.joined:
             item[name], position = shape.build(row, position)
-        return (None if values[0] is None else item), position
+        return (None if row[start] is None else item), position
 
 
 def _nested_schema(annotation: Any) -> type[BaseModel]:
@@ -100,6 +101,12 @@ def shape_of(mapper: Mapper[Any], schema: type[BaseModel], table: Any, from_: An
             child_table = prop.mapper.local_table
             child = shape_of(prop.mapper, nested, child_table, child_table)
             child_key = _key(child_table, child, remote)
+            child.by_parent = (
+                sa.select(*child.select_list())
+                .select_from(child.from_)
+                .where(child_key.in_(sa.bindparam("parent_keys", expanding=True)))
+                .order_by(*child.order)
+            )
             shape.lists.append((name, _key(table, shape, local), child_key, child))
     shape.order = primary_key
     return shape
@@ -132,24 +139,17 @@ async def page_rows(
 
     The service's filters, sort keys, bounds and scope (SoftDelete). One statement for the
     page and its total (many-to-one fields joined), one more per list the schema nests.
+    Statements are built once per filter shape; values are bind parameters.
     """
     limit = service._limit(limit)
     if not 0 <= offset <= MAX_OFFSET:
         raise InvalidFilter(f"offset must be between 0 and {MAX_OFFSET}")
     node = service._node(filter)
-    where = service._where(node, include_deleted)
     shape, adapter = plan(service.model, schema)
-    total = sa.select(sa.func.count()).select_from(service.model).where(*where)
-    statement = (
-        sa.select(*shape.select_list(), total.scalar_subquery().label("total"))
-        .select_from(shape.from_)
-        .where(*where)
-        .order_by(*order_by(service._sort(sort), service.dialect))
-        .limit(limit)
-        .offset(offset)
-    )
+    statement, parameters = _statement(service, schema, shape, node, sort, include_deleted)
     connection = await service.session.connection()  # Core: rows, not objects
-    rows = (await connection.execute(statement)).all()
+    parameters |= {"page_limit": limit, "page_offset": offset}
+    rows = (await connection.execute(statement, parameters)).all()
     if rows:
         total_count = rows[0][-1]
     else:  # past the end there is no row to carry the total: count separately
@@ -162,6 +162,92 @@ async def page_rows(
 # --8<-- [end:page_rows]
 
 
+# --8<-- [start:statement_cache]
+STATEMENTS_KEPT = 500  # what a client's filter shapes can make it hold, like SQLAlchemy's cache
+_statements: dict[Any, Any] = {}
+
+
+def _statement(
+    service: ServiceBase[Any, Any, Any],
+    schema: type[BaseModel],
+    shape: Shape,
+    node: Any,
+    sort: str | None,
+    include_deleted: bool,
+) -> tuple[Any, dict[str, Any]]:
+    """The page statement for this filter's shape, and this filter's values to bind to it.
+
+    Building a statement and SQLAlchemy's cache key for it costs more than the query on an
+    indexed page; a statement kept per shape is built once. The key holds everything the SQL
+    depends on: the scope by SQLAlchemy's own cache key, and a scope with bound values (a
+    tenant id) is never kept: its next call may need another value.
+    """
+    scope = service._scope(include_deleted)
+    scope_key = sa.and_(*scope)._generate_cache_key() if scope else None
+    binder = Binder()
+    filter_key = node and _shape_key(node, binder)
+    key = (type(service), schema, service.dialect, sort, filter_key, scope_key and scope_key.key)
+    statement = _statements.get(key)
+    if statement is None:
+        building = Binder()
+        where = [*scope, *([service.filters.compile(node, building)] if node else [])]
+        assert building.values.keys() == binder.values.keys()  # the same names, in order
+        total = sa.select(sa.func.count()).select_from(service.model).where(*where)
+        statement = (
+            sa.select(*shape.select_list(), total.scalar_subquery().label("total"))
+            .select_from(shape.from_)
+            .where(*where)
+            .order_by(*order_by(service._sort(sort), service.dialect))
+            .limit(sa.bindparam("page_limit"))
+            .offset(sa.bindparam("page_offset"))
+        )
+        if scope_key is None or not scope_key.bindparams:
+            if len(_statements) >= STATEMENTS_KEPT:
+                del _statements[next(iter(_statements))]  # the oldest
+            _statements[key] = statement
+    return statement, binder.values
+
+
+class Binder:
+    """Each operand a bind parameter (filter_0, filter_1, ... in the compiler's order), except
+    isnull's flag and an empty list: those change the SQL, so they are part of the shape."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, Any] = {}
+
+    def __call__(self, condition: Condition, operand: Any) -> Any:
+        if _in_sql(operand):
+            return operand
+        if condition.op == "between":
+            return tuple(self._parameter(value) for value in operand)
+        if isinstance(operand, tuple):  # in, not_in
+            return self._parameter(list(operand), expanding=True)
+        return self._parameter(operand)
+
+    def _parameter(self, value: Any, expanding: bool = False) -> Any:
+        name = f"filter_{len(self.values)}"
+        self.values[name] = value
+        return sa.bindparam(name, expanding=expanding)
+
+
+def _in_sql(operand: Any) -> bool:
+    return isinstance(operand, bool) or operand == ()
+
+
+def _shape_key(node: Node, binder: Binder) -> Any:
+    """The filter tree with its bound values left out; binds them in the compiler's order."""
+    if isinstance(node, Condition):
+        value = operand(node)
+        binder(node, value)
+        return node.field, node.op, value if _in_sql(value) else None
+    if isinstance(node, Not):
+        return "not", _shape_key(node.item, binder)
+    return type(node).__name__, tuple(_shape_key(item, binder) for item in node.items)
+
+
+# --8<-- [end:statement_cache]
+
+
 async def _nest(connection: Any, shape: Shape, items: list[Any], rows: Any) -> None:
     """Fill each list field with one SELECT ... WHERE parent key IN (the page's keys)."""
     for name, parent_key, child_key, child in shape.lists:
@@ -169,13 +255,8 @@ async def _nest(connection: Any, shape: Shape, items: list[Any], rows: Any) -> N
         keys = [row[position] for row in rows]
         by_parent: dict[Any, list[Any]] = {key: [] for key in keys}
         if keys:
-            statement = (
-                sa.select(*child.select_list())
-                .select_from(child.from_)
-                .where(child_key.in_(keys))
-                .order_by(*child.order)
-            )
-            child_rows = (await connection.execute(statement)).all()
+            parameters = {"parent_keys": keys}
+            child_rows = (await connection.execute(child.by_parent, parameters)).all()
             at = child.columns.index(child_key)
             children = [child.build(row)[0] for row in child_rows]
             await _nest(connection, child, children, child_rows)
