@@ -7,12 +7,14 @@ Variants, measured interleaved in one run on the same data:
   advanced-alchemy   repository.get_many_and_count (window count)
   FastCRUD           get_multi(return_total_count=True)
   page_rows          row_pages.page_rows: the same filter, sort and total, HeroPublic from rows
-                     (no ORM objects), in a default session and in an AUTOCOMMIT one
+                     (no ORM objects), in a default session and in an AUTOCOMMIT one; and
+                     into HeroPublic's plain Pydantic twin (no SQLModel __init__ per item)
   layers             raw asyncpg running page_rows' SQL; + building HeroPublic from its rows
                      (or a plain Pydantic model with the same fields); SQLAlchemy Core running
                      page_rows' statement on a held connection; + a connection from the pool
-                     per page (checkout, ping); + a session around it: what is left to page_rows
-                     is page_rows' own work (building the statement, the page, validation)
+                     per page (checkout, ping); + a session around it; + HeroPublic built from
+                     its rows and validated: what is left to page_rows is its own work (the
+                     statement for the filter's shape, its values, the page)
 The first five are the table against ServiceBase.page; all are timed in the same rounds; the
 row pages' table compares them against page_rows in an AUTOCOMMIT session, the layers' table
 against raw asyncpg running page_rows' SQL.
@@ -40,7 +42,7 @@ from examples.app.models import Hero, HeroStatus
 from examples.app.schemas import HeroPublic
 from examples.app.services import HeroService
 from examples.app.settings import Settings
-from examples.servicebase.row_pages import page_rows
+from examples.servicebase.row_pages import page_rows, plan
 
 SECRET = b"benchmark-cursor-secret-0123456789"
 WORDS = [
@@ -69,6 +71,7 @@ WORDS = [
 
 ROW_PAGE = "page_rows"
 ROW_PAGE_AUTOCOMMIT = "page_rows, AUTOCOMMIT"
+ROW_PAGE_TWIN = "page_rows, AUTOCOMMIT, into the twin"
 # Between raw asyncpg and page_rows, each adding one layer: where the difference goes.
 LAYERS = (
     "asyncpg, page_rows' SQL",
@@ -77,7 +80,9 @@ LAYERS = (
     "SQLAlchemy Core, held connection",
     "  + pool checkout and ping",
     "  + an AsyncSession around it",
+    "  + HeroPublic built from its rows",
     ROW_PAGE_AUTOCOMMIT,
+    ROW_PAGE_TWIN,
 )
 ROW_LAYERS = (LAYERS[0], LAYERS[3], LAYERS[4], LAYERS[5])  # these return rows, the total last
 ORM_VARIANTS = (
@@ -139,7 +144,7 @@ def capture_statement(engine: AsyncEngine) -> tuple[list[Any], Callable[[], None
     """(statement, parameters) as each execute() got them."""
     seen: list[Any] = []
 
-    def record(_conn: Any, clause: Any, multiparams: Any, params: Any, *_args: Any) -> None:
+    def record(_conn: Any, clause: Any, multiparams: Any, params: Any, _options: Any) -> None:
         seen.append((clause, multiparams[0] if multiparams else params))
 
     event.listen(engine.sync_engine, "before_execute", record)
@@ -166,11 +171,11 @@ async def workload_variants(
         aa_filter = SearchFilter(field_name="name", value="ABY", ignore_case=True)
         fastcrud_filter = {"name__ilike": "%ABY%"}
 
-    def row_page(**options: Any) -> Callable[[], Awaitable[object]]:
+    def row_page(schema: Any = HeroPublic, **options: Any) -> Callable[[], Awaitable[object]]:
         async def run() -> object:
             async with session_factory(execution_options=options) as session:
                 service = HeroService(session, cursor_secret=SECRET)
-                page = await page_rows(service, HeroPublic, service_filter, limit=50)
+                page = await page_rows(service, schema, service_filter, limit=50)
                 return page.items, page.total
 
         return run
@@ -262,6 +267,14 @@ async def workload_variants(
             connection = await session.connection()
             return (await connection.execute(statement, parameters)).all()
 
+    shape, adapter = plan(Hero, HeroPublic)
+
+    async def built_in_session() -> object:
+        async with session_factory(execution_options={"isolation_level": "AUTOCOMMIT"}) as session:
+            connection = await session.connection()
+            rows = (await connection.execute(statement, parameters)).all()
+            return adapter.validate_python([shape.build(row)[0] for row in rows])
+
     return {
         LAYERS[0]: asyncpg_rows,
         LAYERS[1]: validated(TypeAdapter(list[HeroPublic])),
@@ -269,6 +282,7 @@ async def workload_variants(
         LAYERS[3]: core_held,
         LAYERS[4]: core_checkout,
         LAYERS[5]: core_in_session,
+        LAYERS[6]: built_in_session,
         "raw asyncpg (same SQL)": raw_asyncpg,
         "ServiceBase.page": service_page,
         "hand-written SQLModel": hand_written,
@@ -276,6 +290,7 @@ async def workload_variants(
         "FastCRUD": fastcrud,
         ROW_PAGE: row_page(),
         ROW_PAGE_AUTOCOMMIT: row_page(isolation_level="AUTOCOMMIT"),
+        ROW_PAGE_TWIN: row_page(twin, isolation_level="AUTOCOMMIT"),
     }
 
 
@@ -302,7 +317,7 @@ async def main(rows: int, repetitions: int, *, save_results: bool = True) -> dic
                 title = f"{workload} filter, 50-row page + total"
                 orm = Timings({name: timings.samples[name] for name in ORM_VARIANTS})
                 results[workload] = report(title, orm, baseline="ServiceBase.page")
-                pages = Timings({n: v for n, v in timings.samples.items() if n not in LAYERS[:-1]})
+                pages = Timings({n: v for n, v in timings.samples.items() if n not in LAYERS[:-2]})
                 results[f"{workload} row pages"] = report(
                     f"{title}, the same rounds", pages, baseline=ROW_PAGE_AUTOCOMMIT
                 )
@@ -332,6 +347,7 @@ async def check_same_answers(variants: dict[str, Callable[[], Awaitable[object]]
     raw_rows: Any = await variants["raw asyncpg (same SQL)"]()
     rows: Any = await variants[ROW_PAGE]()
     rows_autocommit: Any = await variants[ROW_PAGE_AUTOCOMMIT]()
+    rows_twin: Any = await variants[ROW_PAGE_TWIN]()
     answers = {
         "hand-written SQLModel": ([h.name for h in hand_items], hand_total),
         "advanced-alchemy": ([h.name for h in aa_items], aa_total),
@@ -342,8 +358,9 @@ async def check_same_answers(variants: dict[str, Callable[[], Awaitable[object]]
         ),
         ROW_PAGE: ([h.name for h in rows[0]], rows[1]),
         ROW_PAGE_AUTOCOMMIT: ([h.name for h in rows_autocommit[0]], rows_autocommit[1]),
+        ROW_PAGE_TWIN: ([h.name for h in rows_twin[0]], rows_twin[1]),
     }
-    for layer in (LAYERS[1], LAYERS[2]):
+    for layer in (LAYERS[1], LAYERS[2], LAYERS[6]):
         validated: Any = await variants[layer]()
         answers[layer] = ([hero.name for hero in validated], service_total)
     for layer in ROW_LAYERS:
