@@ -6,13 +6,17 @@ soft-delete scope. PostgreSQL: what an AUTOCOMMIT read session changes and what 
 """
 
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
-from sqlmodel import SQLModel, select
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.orm import registry
+from sqlmodel import Field, Relationship, SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from examples.app.db import create_engine, create_session_factory
@@ -21,7 +25,10 @@ from examples.app.schemas import HeroDetail, HeroPublic
 from examples.app.services import HeroService
 from examples.servicebase import row_pages
 from examples.servicebase.errors import DatabaseError, InvalidFilter, classify
+from examples.servicebase.filters import Condition, FilterField, FilterSpec, keep
 from examples.servicebase.row_pages import page_rows
+from examples.servicebase.service import ServiceBase
+from examples.servicebase.transactions import unit_of_work
 from examples.testing import counting_statements
 from tests.conftest import Backend
 
@@ -162,31 +169,80 @@ async def test_a_schema_field_that_is_no_column_or_relationship_is_refused(
         await page_rows(heroes, WithExtra)
 
 
+# A relationship with an order of its own, on tables of their own registry (not the app's).
+class PlaylistModel(SQLModel, registry=registry()):
+    pass
+
+
+class Playlist(PlaylistModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=50)
+    tracks: list["Track"] = Relationship(
+        sa_relationship_kwargs={"lazy": "raise", "order_by": "Track.position"}
+    )
+
+
+class Track(PlaylistModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    playlist_id: int = Field(foreign_key="playlist.id")
+    position: int
+
+
+class TrackRow(SQLModel):
+    position: int
+
+
+class PlaylistRow(SQLModel):
+    name: str
+    tracks: list[TrackRow]
+
+
+class PlaylistService(ServiceBase[Playlist, Any, Any]):
+    model = Playlist
+    filters = FilterSpec({"name": FilterField(Playlist.name, sortable=True)})
+    default_sort = "name"
+
+
+async def test_a_nested_list_keeps_its_relationships_order(engine: AsyncEngine) -> None:
+    async with engine.begin() as connection:
+        await connection.run_sync(PlaylistModel.metadata.create_all)
+    try:
+        async with unit_of_work(create_session_factory(engine)) as session:
+            playlist = Playlist(name="mix")
+            session.add(playlist)
+            await session.flush()
+            assert playlist.id is not None
+            session.add_all([Track(playlist_id=playlist.id, position=p) for p in (3, 1, 2)])
+        async with create_session_factory(engine)() as session:
+            page = await page_rows(PlaylistService(session), PlaylistRow)
+        assert [[t.position for t in p.tracks] for p in page.items] == [[1, 2, 3]]
+    finally:
+        async with engine.begin() as connection:
+            await connection.run_sync(PlaylistModel.metadata.drop_all)
+
+
 # ---------------------------------------------------------------- the statement cache
 
 
-def executed(engine: AsyncEngine) -> Any:
+@contextmanager
+def executed(engine: Any) -> Iterator[list[Any]]:
     """The statement objects execute() gets, in order."""
     seen: list[Any] = []
 
     def record(_conn: Any, clause: Any, *_args: Any) -> None:
         seen.append(clause)
 
-    class Capture:
-        def __enter__(self) -> list[Any]:
-            sa.event.listen(engine.sync_engine, "before_execute", record)
-            return seen
-
-        def __exit__(self, *_exc: object) -> None:
-            sa.event.remove(engine.sync_engine, "before_execute", record)
-
-    return Capture()
+    sa.event.listen(engine.sync_engine, "before_execute", record)
+    try:
+        yield seen
+    finally:
+        sa.event.remove(engine.sync_engine, "before_execute", record)
 
 
 async def same_as_page(heroes: HeroService, filter: Any, **options: Any) -> tuple[Any, Any]:
     """page_rows' page and the statement it executed, checked against page()."""
     expected = await heroes.page(filter, limit=100, **options)
-    with executed(heroes.session.bind) as statements:  # type: ignore[arg-type]
+    with executed(heroes.session.bind) as statements:
         got = await page_rows(heroes, HeroPublic, filter, limit=100, **options)
     heroes.session.expunge_all()
     assert [item.id for item in got.items] == [hero.id for hero in expected.items]
@@ -220,21 +276,47 @@ async def test_a_filter_shape_is_built_once_and_its_values_bound_per_call(
     assert pages[0].items != pages[1].items
 
 
+ONE = {"field": "age", "op": "eq", "value": 1}
+UNDER_ONE = {"field": "age", "op": "lt", "value": 1}
+
+
 async def test_what_changes_the_sql_is_part_of_the_shape(
     heroes: HeroService, session: AsyncSession
 ) -> None:
     await seed(session)
+    deleted = (await heroes.page({"field": "age", "op": "eq", "value": 1})).items[0]
+    await heroes.delete(deleted.id)  # include_deleted then changes the answer
+    session.expunge_all()
     statements = [
         (await same_as_page(heroes, filter, **options))[1]
         for filter, options in (
+            ({"field": "age", "op": "eq", "value": 1}, {}),
+            ({"field": "age", "op": "ne", "value": 1}, {}),
+            ({"field": "age", "op": "eq", "value": 1}, {"sort": "-age"}),
+            ({"field": "age", "op": "eq", "value": 1}, {"include_deleted": True}),
+            (
+                {
+                    "or": [
+                        {"field": "age", "op": "eq", "value": 1},
+                        {"field": "age", "op": "lt", "value": 1},
+                    ]
+                },
+                {},
+            ),
+            (
+                {
+                    "and": [
+                        {"field": "age", "op": "eq", "value": 1},
+                        {"field": "age", "op": "lt", "value": 1},
+                    ]
+                },
+                {},
+            ),
             ({"field": "age", "op": "isnull", "value": True}, {}),
             ({"field": "age", "op": "isnull", "value": False}, {}),
             ({"field": "age", "op": "in", "value": []}, {}),  # matches nothing
             ({"field": "age", "op": "in", "value": [1]}, {}),
             ({"field": "age", "op": "not_in", "value": []}, {}),  # matches all
-            ({"field": "age", "op": "eq", "value": 1}, {"sort": "-age"}),
-            ({"field": "age", "op": "eq", "value": 1}, {"include_deleted": True}),
-            ({"not": {"field": "age", "op": "eq", "value": 1}}, {}),
         )
     ]
     assert len({id(statement) for statement in statements}) == len(statements)
@@ -249,9 +331,39 @@ class AgeScoped(HeroService):
         return [*super()._scope(include_deleted), Hero.age == self.age]  # type: ignore[list-item]
 
 
-async def test_a_scope_with_a_bound_value_is_never_kept(session: AsyncSession) -> None:
+class age_is(sa.sql.expression.ColumnElement[bool]):
+    """A construct SQLAlchemy can't make a cache key for (no inherit_cache)."""
+
+    type = sa.Boolean()
+
+    def __init__(self, age: int) -> None:
+        self.age = age
+
+
+@compiles(age_is)
+def _age_is(element: age_is, compiler: Any, **kw: Any) -> str:
+    return f"hero.age = {int(element.age)}"
+
+
+class UncacheableScope(AgeScoped):
+    def _scope(self, include_deleted: bool) -> list[sa.ColumnElement[bool]]:
+        return [*HeroService._scope(self, include_deleted), age_is(self.age)]
+
+
+class AdultsOnly(HeroService):
+    """_where overridden: page_rows goes through it too."""
+
+    def _where(self, filter: Any, include_deleted: bool, bind: Any = keep) -> Any:
+        return [*super()._where(filter, include_deleted, bind), col(Hero.age) >= 4]
+
+
+@pytest.mark.filterwarnings("ignore:Class age_is will not make use of SQL compilation caching")
+@pytest.mark.parametrize("service_class", [AgeScoped, UncacheableScope])
+async def test_a_scope_with_a_value_of_its_own_is_never_kept(
+    session: AsyncSession, service_class: type[AgeScoped]
+) -> None:
     await seed(session)
-    scoped = AgeScoped(session, cursor_secret=SECRET)
+    scoped = service_class(session, cursor_secret=SECRET)
     first, _ = await same_as_page(scoped, None)
     scoped.age = 2
     second, _ = await same_as_page(scoped, None)
@@ -259,20 +371,43 @@ async def test_a_scope_with_a_bound_value_is_never_kept(session: AsyncSession) -
     assert second.total > 0
     assert {item.age for item in first.items} == {1}
     assert {item.age for item in second.items} == {2}
-    assert not [key for key in row_pages._statements if key[0] is AgeScoped]
+    assert not [key for key in row_pages._statements if key[0] is service_class]
 
 
-async def test_the_statement_cache_is_bounded(
+async def test_an_overridden_where_and_filters_built_in_code_are_honoured(
+    session: AsyncSession,
+) -> None:
+    await seed(session)
+    adults = AdultsOnly(session, cursor_secret=SECRET)
+    page, _ = await same_as_page(adults, None)
+    assert page.total > 0
+    assert all(item.age >= 4 for item in page.items)
+    heroes = HeroService(session, cursor_secret=SECRET)
+    for node in (
+        Condition("age", "eq", None),  # IS NULL, as page() reads it
+        Condition("age", "eq", sa.literal(3) + 1),  # SQL built in code: never kept
+    ):
+        page, _ = await same_as_page(heroes, node)
+        assert page.total > 0
+
+
+async def test_the_least_recently_used_shape_goes_first(
     heroes: HeroService, session: AsyncSession, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     await seed(session)
     monkeypatch.setattr(row_pages, "STATEMENTS_KEPT", 3)
     monkeypatch.setattr(row_pages, "_statements", {})
-    for op in ("eq", "ne", "gt", "gte", "lt", "lte"):  # six shapes
-        await same_as_page(heroes, {"field": "age", "op": op, "value": 3})
+
+    async def statement(op: str) -> Any:
+        return (await same_as_page(heroes, {"field": "age", "op": op, "value": 3}))[1]
+
+    eq = await statement("eq")
+    ne = await statement("ne")
+    for op in ("gt", "eq", "gte", "lt"):  # eq used again: ne and gt go first
+        await statement(op)
         assert len(row_pages._statements) <= 3
-    # the oldest went first
-    assert [key[4][1] for key in row_pages._statements] == ["gte", "lt", "lte"]
+    assert await statement("eq") is eq  # kept
+    assert await statement("ne") is not ne  # built again
 
 
 # ---------------------------------------------------------------- AUTOCOMMIT read sessions

@@ -22,7 +22,7 @@ from examples.servicebase.filters import And, Condition, Node, Not, Or
 from examples.servicebase.row_pages import page_rows
 from tests.test_servicebase import SECRET
 
-ALPHABET = "aAbBéÉ%_"
+ALPHABET = "aAbBéÉ%_/\\"  # LIKE's wildcards, its escape character (/) and backslash
 names = st.text(ALPHABET, min_size=1, max_size=4)
 ages = st.one_of(st.none(), st.integers(0, 5))
 statuses = st.sampled_from([status.value for status in HeroStatus])

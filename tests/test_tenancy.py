@@ -25,7 +25,9 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from examples.app.db import create_engine, create_session_factory
 from examples.app.settings import Settings
 from examples.servicebase.errors import NotFound
-from examples.servicebase.service import rel
+from examples.servicebase.filters import COMPARISON, TEXT, FilterField, FilterSpec
+from examples.servicebase.row_pages import page_rows
+from examples.servicebase.service import ServiceBase, rel
 from examples.servicebase.transactions import unit_of_work
 from examples.tenancy import (
     Project,
@@ -302,6 +304,54 @@ async def test_service_base_under_a_tenant_session_sees_one_tenant(
         assert await projects.delete_where(b_name) == 0
     async with tenant_session(factory, b) as session:
         assert (await session.exec(select(Project))).one().name == "B's"
+
+
+class TaskRow(SQLModel):
+    id: int
+    title: str
+
+
+class ProjectWithTasks(SQLModel):
+    id: int
+    name: str
+    tasks: list[TaskRow]
+
+
+class ProjectName(SQLModel):
+    id: int
+    name: str
+
+
+class TaskWithProject(SQLModel):
+    id: int
+    title: str
+    project: ProjectName | None
+
+
+class TaskService(ServiceBase[Task, Any, Any]):
+    model = Task
+    filters = FilterSpec({"title": FilterField(Task.title, COMPARISON | TEXT, sortable=True)})
+    default_sort = "title"
+
+
+async def test_page_rows_under_a_tenant_session_sees_one_tenant(
+    factory: async_sessionmaker[AsyncSession], tenants: tuple[int, int]
+) -> None:
+    """page_rows' statements run through the session: the tenant criteria reach the page, its
+    total, a joined row and a nested list; a statement kept for one tenant serves the other."""
+    a, b = tenants
+    seen = {}
+    for tenant in (a, b, a):
+        async with tenant_session(factory, tenant) as session:
+            projects = await page_rows(ProjectService(session), ProjectWithTasks)
+            tasks = await page_rows(TaskService(session), TaskWithProject)
+        seen[tenant] = (
+            [(p.name, [t.title for t in p.tasks]) for p in projects.items],
+            projects.total,
+            [(t.title, t.project.name if t.project else None) for t in tasks.items],
+        )
+    assert seen[a] == ([("A's", ["a1"])], 1, [("a1", "A's")])
+    assert seen[b] == ([("B's", [])], 1, [("b1", None)])  # b1's project is a's: not joined
 
 
 # ---------------------------------------------------------------- row-level security

@@ -325,7 +325,7 @@ OPERATORS: dict[str, Callable[[Any, Any], sa.ColumnElement[bool]]] = {
     "not_in": _not_in,
     "between": lambda c, v: c.between(v[0], v[1]),
     "isnull": lambda c, v: c.is_(None) if v else c.is_not(None),
-    "contains": _like,  # the pattern comes from operand(): % and _ are literal
+    "contains": _like,  # text operators take operand()'s pattern, never a raw value
     "startswith": _like,
     "endswith": _like,
     "icontains": _ilike,

@@ -2,7 +2,9 @@
 
 A function of any service, not a mixin: page_rows(heroes, HeroPublic, filter, sort=..., ...)
 takes the service's filters (fail closed), sort allowlist, bounds and scope, as page() does.
-For data to return, not objects to change: nothing enters the session's identity map.
+For data to return, not objects to change: nothing enters the session's identity map. Its
+statements select mapped attributes and run through the session, so the session's ORM events
+(tenancy.py's tenant criteria) apply to them as they do to page().
 """
 
 import typing
@@ -12,10 +14,10 @@ from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from pydantic import BaseModel, TypeAdapter
-from sqlalchemy.orm import ColumnProperty, Mapper, RelationshipDirection, RelationshipProperty
+from sqlalchemy.orm import ColumnProperty, RelationshipDirection, RelationshipProperty, aliased
 
 from .errors import InvalidFilter
-from .filters import Condition, Node, Not, operand
+from .filters import Condition
 from .pagination import Page, order_by
 from .service import MAX_OFFSET, ServiceBase
 
@@ -24,16 +26,25 @@ SchemaT = TypeVar("SchemaT", bound=BaseModel)
 
 @dataclass
 class Shape:
-    """How one schema is read from one table: its columns, and the related rows it nests."""
+    """How one schema is read from one entity: its attributes, and the related rows it nests."""
 
+    entity: Any  # a model, or an alias of one for a joined field
     names: list[str | None] = field(default_factory=list)  # None: a key the schema doesn't show
-    columns: list[Any] = field(default_factory=list)
+    keys: list[str] = field(default_factory=list)  # the entity's attribute names
+    columns: list[Any] = field(default_factory=list)  # the attributes, selected
     joined: list[tuple[str, "Shape"]] = field(default_factory=list)  # many-to-one: LEFT JOIN
-    # one-to-many: (field, this table's column, the child's column, the child's shape)
-    lists: list[tuple[str, Any, Any, "Shape"]] = field(default_factory=list)
-    order: list[Any] = field(default_factory=list)  # a child's order inside its list
+    # one-to-many: (field, this entity's key, the child's key, the child's shape)
+    lists: list[tuple[str, str, str, "Shape"]] = field(default_factory=list)
     by_parent: Any = None  # a list's rows: SELECT ... WHERE parent key IN :parent_keys
-    from_: Any = None
+    # Many-to-one relationships to LEFT JOIN, in order: along the relationship, so a session's
+    # loader criteria (tenancy.py) go into the join's ON clause, as for joinedload.
+    joins: list[Any] = field(default_factory=list)
+
+    def select(self, *extra: Any) -> Any:
+        statement = sa.select(*self.select_list(), *extra).select_from(self.entity)
+        for relationship in self.joins:
+            statement = statement.outerjoin(relationship)
+        return statement
 
     def select_list(self) -> list[Any]:
         return [*self.columns, *(c for _, shape in self.joined for c in shape.select_list())]
@@ -46,6 +57,16 @@ class Shape:
             item[name], position = shape.build(row, position)
         return (None if row[start] is None else item), position
 
+    def add(self, entity: Any, key: str, name: str | None) -> str:
+        """Select entity.key (once), shown as `name`; None: a key the schema doesn't show."""
+        if key not in self.keys:
+            self.keys.append(key)
+            self.names.append(name)
+            self.columns.append(getattr(entity, key))
+        elif name is not None:
+            self.names[self.keys.index(key)] = name
+        return key
+
 
 def _nested_schema(annotation: Any) -> type[BaseModel]:
     """The data model in `X`, `X | None` or `list[X]`."""
@@ -57,58 +78,52 @@ def _nested_schema(annotation: Any) -> type[BaseModel]:
     raise TypeError(f"{annotation!r} is not a data model, optional or a list of one")
 
 
-def _key(table: Any, shape: Shape, column: Any) -> Any:
-    """`column` of `table` in the select list (hidden when the schema doesn't show it)."""
-    selected = table.corresponding_column(column)
-    if selected not in shape.columns:
-        shape.names.append(None)
-        shape.columns.append(selected)
-    return selected
+def _attribute_key(entity: Any, column: Any) -> str:
+    return str(sa.inspect(entity).mapper.get_property_by_column(column).key)
 
 
-def shape_of(mapper: Mapper[Any], schema: type[BaseModel], table: Any, from_: Any) -> Shape:
-    """Columns by field name; relationships: many-to-one joined, one-to-many in a 2nd SELECT.
+def shape_of(entity: Any, schema: type[BaseModel], joins: list[Any] | None = None) -> Shape:
+    """Attributes by field name; relationships: many-to-one joined, one-to-many in a 2nd SELECT.
     A field that is neither a column nor such a relationship is refused: nothing guessed."""
-    shape = Shape(from_=from_)
-    primary_key = [table.corresponding_column(column) for column in mapper.primary_key]
-    _key(table, shape, mapper.primary_key[0])  # first: NULL when a LEFT JOIN missed
+    mapper = sa.inspect(entity).mapper
+    shape = Shape(entity, joins=[] if joins is None else joins)
+    shape.add(entity, _attribute_key(entity, mapper.primary_key[0]), None)  # NULL: no join row
     for name, info in schema.model_fields.items():
         prop = mapper.attrs.get(name)
         if isinstance(prop, ColumnProperty) and len(prop.columns) == 1:
-            selected = table.corresponding_column(prop.columns[0])
-            if selected in shape.columns:  # shown after all: name the hidden key
-                shape.names[shape.columns.index(selected)] = name
-            else:
-                shape.names.append(name)
-                shape.columns.append(selected)
+            shape.add(entity, prop.key, name)
             continue
         if not isinstance(prop, RelationshipProperty) or prop.secondary is not None:
             raise TypeError(f"{schema.__name__}.{name}: not a column or relationship of {mapper}")
         nested = _nested_schema(info.annotation)
         local: Any
         remote: Any
-        ((local, remote),) = prop.local_remote_pairs or []  # one-column foreign keys only
+        if len(prop.local_remote_pairs or ()) != 1:
+            raise TypeError(f"{schema.__name__}.{name}: only one-column foreign keys are joined")
+        ((local, remote),) = prop.local_remote_pairs or []
         if prop.direction is RelationshipDirection.MANYTOONE:
-            alias = prop.mapper.local_table.alias()
-            on = table.corresponding_column(local) == alias.corresponding_column(remote)
-            _key(table, shape, local)
-            child = shape_of(prop.mapper, nested, alias, shape.from_.outerjoin(alias, on))
-            if child.lists:  # _nest fills the top level's lists only
+            alias = aliased(prop.mapper.class_)
+            shape.joins.append(getattr(entity, name).of_type(alias))
+            child = shape_of(alias, nested, shape.joins)
+            if child.lists:  # _nest fills lists of the listed rows, not of joined ones
                 raise TypeError(f"{name}: a list inside a joined field is not supported")
             shape.joined.append((name, child))
-            shape.from_ = child.from_
         else:
-            child_table = prop.mapper.local_table
-            child = shape_of(prop.mapper, nested, child_table, child_table)
-            child_key = _key(child_table, child, remote)
+            local_key = shape.add(entity, _attribute_key(entity, local), None)
+            child_entity = prop.mapper.class_
+            child = shape_of(child_entity, nested)
+            child_key = child.add(child_entity, _attribute_key(child_entity, remote), None)
+            primary_key = [
+                getattr(child_entity, _attribute_key(child_entity, c))
+                for c in prop.mapper.primary_key
+            ]
+            parent_keys: Any = sa.bindparam("parent_keys", expanding=True)
             child.by_parent = (
-                sa.select(*child.select_list())
-                .select_from(child.from_)
-                .where(child_key.in_(sa.bindparam("parent_keys", expanding=True)))
-                .order_by(*child.order)
+                child.select()
+                .where(getattr(child_entity, child_key).in_(parent_keys))
+                .order_by(*(prop.order_by or ()), *primary_key)  # the relationship's order
             )
-            shape.lists.append((name, _key(table, shape, local), child_key, child))
-    shape.order = primary_key
+            shape.lists.append((name, local_key, child_key, child))
     return shape
 
 
@@ -118,9 +133,7 @@ _plans: dict[tuple[Any, Any], tuple[Shape, TypeAdapter[Any]]] = {}
 def plan(model: Any, schema: type[BaseModel]) -> tuple[Shape, TypeAdapter[Any]]:
     """Derived once per (model, schema), not per request."""
     if (model, schema) not in _plans:
-        table = sa.inspect(model).local_table
-        shape = shape_of(sa.inspect(model), schema, table, table)
-        _plans[model, schema] = shape, TypeAdapter(list[schema])  # type: ignore[valid-type]
+        _plans[model, schema] = shape_of(model, schema), TypeAdapter(list[schema])  # type: ignore[valid-type]
     return _plans[model, schema]
 
 
@@ -139,23 +152,22 @@ async def page_rows(
 
     The service's filters, sort keys, bounds and scope (SoftDelete). One statement for the
     page and its total (many-to-one fields joined), one more per list the schema nests.
-    Statements are built once per filter shape; values are bind parameters.
+    Statements are kept per shape of the WHERE clause; values are bind parameters.
     """
     limit = service._limit(limit)
     if not 0 <= offset <= MAX_OFFSET:
         raise InvalidFilter(f"offset must be between 0 and {MAX_OFFSET}")
     node = service._node(filter)
     shape, adapter = plan(service.model, schema)
-    statement, parameters = _statement(service, schema, shape, node, sort, include_deleted)
-    connection = await service.session.connection()  # Core: rows, not objects
+    statement, parameters = _statement(service, schema, node, sort, include_deleted)
     parameters |= {"page_limit": limit, "page_offset": offset}
-    rows = (await connection.execute(statement, parameters)).all()
+    rows = (await service.session.exec(statement, params=parameters)).all()
     if rows:
         total_count = rows[0][-1]
     else:  # past the end there is no row to carry the total: count separately
         total_count = await service.count(node, include_deleted=include_deleted)
     items = [shape.build(row)[0] for row in rows]
-    await _nest(connection, shape, items, rows)
+    await _nest(service, shape, items, rows)
     return Page(adapter.validate_python(items), total_count, limit, offset)
 
 
@@ -163,60 +175,66 @@ async def page_rows(
 
 
 # --8<-- [start:statement_cache]
-STATEMENTS_KEPT = 500  # what a client's filter shapes can make it hold, like SQLAlchemy's cache
+STATEMENTS_KEPT = 500  # what clients' filter shapes can make it hold; least recently used out
 _statements: dict[Any, Any] = {}
 
 
 def _statement(
     service: ServiceBase[Any, Any, Any],
     schema: type[BaseModel],
-    shape: Shape,
     node: Any,
     sort: str | None,
     include_deleted: bool,
 ) -> tuple[Any, dict[str, Any]]:
-    """The page statement for this filter's shape, and this filter's values to bind to it.
+    """The page statement for this WHERE clause's shape, and this call's values to bind to it.
 
-    Building a statement and SQLAlchemy's cache key for it costs more than the query on an
-    indexed page; a statement kept per shape is built once. The key holds everything the SQL
-    depends on: the scope by SQLAlchemy's own cache key, and a scope with bound values (a
-    tenant id) is never kept: its next call may need another value.
+    Building the statement and SQLAlchemy's cache key for it costs more than finding it here.
+    The WHERE clause (the service's _where: its scope and the filter, values as named bind
+    parameters) is built on every call and its SQLAlchemy cache key is the key: two calls share
+    a statement only when their SQL is the same. A clause with a value of its own in it (a
+    tenant id in the scope, a value built into a filter in code) has no kept statement.
     """
-    scope = service._scope(include_deleted)
-    scope_key = sa.and_(*scope)._generate_cache_key() if scope else None
     binder = Binder()
-    filter_key = node and _shape_key(node, binder)
-    key = (type(service), schema, service.dialect, sort, filter_key, scope_key and scope_key.key)
-    statement = _statements.get(key)
+    where = service._where(node, include_deleted, bind=binder)
+    where_key = sa.and_(*where)._generate_cache_key() if where else None
+    cacheable = not where or (
+        where_key is not None and all(p.key in binder.values for p in where_key.bindparams)
+    )
+    key = (
+        type(service),
+        schema,
+        service.dialect,
+        sort or service.default_sort,
+        where_key.key if where_key is not None else (),
+    )
+    statement = _statements.pop(key, None) if cacheable else None
     if statement is None:
-        building = Binder()
-        where = [*scope, *([service.filters.compile(node, building)] if node else [])]
-        assert building.values.keys() == binder.values.keys()  # the same names, in order
+        shape, _ = plan(service.model, schema)
         total = sa.select(sa.func.count()).select_from(service.model).where(*where)
         statement = (
-            sa.select(*shape.select_list(), total.scalar_subquery().label("total"))
-            .select_from(shape.from_)
+            shape.select(total.scalar_subquery().label("total"))
             .where(*where)
             .order_by(*order_by(service._sort(sort), service.dialect))
             .limit(sa.bindparam("page_limit"))
             .offset(sa.bindparam("page_offset"))
         )
-        if scope_key is None or not scope_key.bindparams:
-            if len(_statements) >= STATEMENTS_KEPT:
-                del _statements[next(iter(_statements))]  # the oldest
-            _statements[key] = statement
+    if cacheable:
+        _statements[key] = statement  # the most recently used last
+        while len(_statements) > STATEMENTS_KEPT:
+            _statements.pop(next(iter(_statements), None), None)
     return statement, binder.values
 
 
 class Binder:
-    """Each operand a bind parameter (filter_0, filter_1, ... in the compiler's order), except
-    isnull's flag and an empty list: those change the SQL, so they are part of the shape."""
+    """Each filter value a named bind parameter (filter_0, filter_1, ...). What is SQL rather
+    than a value stays in the statement: None (IS NULL), True/False, an empty list, SQL built
+    in code."""
 
     def __init__(self) -> None:
         self.values: dict[str, Any] = {}
 
     def __call__(self, condition: Condition, operand: Any) -> Any:
-        if _in_sql(operand):
+        if operand is None or isinstance(operand, bool | sa.ClauseElement) or operand == ():
             return operand
         if condition.op == "between":
             return tuple(self._parameter(value) for value in operand)
@@ -230,36 +248,23 @@ class Binder:
         return sa.bindparam(name, expanding=expanding)
 
 
-def _in_sql(operand: Any) -> bool:
-    return isinstance(operand, bool) or operand == ()
-
-
-def _shape_key(node: Node, binder: Binder) -> Any:
-    """The filter tree with its bound values left out; binds them in the compiler's order."""
-    if isinstance(node, Condition):
-        value = operand(node)
-        binder(node, value)
-        return node.field, node.op, value if _in_sql(value) else None
-    if isinstance(node, Not):
-        return "not", _shape_key(node.item, binder)
-    return type(node).__name__, tuple(_shape_key(item, binder) for item in node.items)
-
-
 # --8<-- [end:statement_cache]
 
 
-async def _nest(connection: Any, shape: Shape, items: list[Any], rows: Any) -> None:
+async def _nest(
+    service: ServiceBase[Any, Any, Any], shape: Shape, items: list[Any], rows: Any
+) -> None:
     """Fill each list field with one SELECT ... WHERE parent key IN (the page's keys)."""
     for name, parent_key, child_key, child in shape.lists:
-        position = shape.columns.index(parent_key)
+        position = shape.keys.index(parent_key)
         keys = [row[position] for row in rows]
         by_parent: dict[Any, list[Any]] = {key: [] for key in keys}
         if keys:
             parameters = {"parent_keys": keys}
-            child_rows = (await connection.execute(child.by_parent, parameters)).all()
-            at = child.columns.index(child_key)
+            child_rows = (await service.session.exec(child.by_parent, params=parameters)).all()
+            at = child.keys.index(child_key)
             children = [child.build(row)[0] for row in child_rows]
-            await _nest(connection, child, children, child_rows)
+            await _nest(service, child, children, child_rows)
             for row, built in zip(child_rows, children, strict=True):
                 by_parent[row[at]].append(built)
         for item, key in zip(items, keys, strict=True):

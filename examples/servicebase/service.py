@@ -17,7 +17,7 @@ from sqlmodel import SQLModel, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from .errors import InvalidFilter, NotFound, StaleVersion, translate
-from .filters import FilterSpec, Node, value_type_for
+from .filters import FilterSpec, Node, keep, value_type_for
 from .pagination import Page, SortKey, order_by, parse_sort
 
 ModelT = TypeVar("ModelT", bound=SQLModel)
@@ -100,11 +100,13 @@ class ServiceBase(Generic[ModelT, CreateT, UpdateT]):
         version = getattr(self.model, self._version.key)
         return {version: version + 1}
 
-    def _where(self, filter: Any, include_deleted: bool) -> list[sa.ColumnElement[bool]]:
+    def _where(
+        self, filter: Any, include_deleted: bool, bind: Any = keep
+    ) -> list[sa.ColumnElement[bool]]:
         node = self._node(filter)
         clauses = self._scope(include_deleted)
         if node is not None:
-            clauses.append(self.filters.compile(node))
+            clauses.append(self.filters.compile(node, bind))  # bind: FilterSpec.compile
         return clauses
 
     def _node(self, filter: Any) -> Node | None:
