@@ -203,6 +203,84 @@ class PlaylistService(ServiceBase[Playlist, Any, Any]):
     default_sort = "name"
 
 
+class Owner(PlaylistModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    live_pets: list["Pet"] = Relationship(  # a primaryjoin with more than the foreign key
+        sa_relationship_kwargs={
+            "primaryjoin": "and_(Owner.id == Pet.owner_id, Pet.gone.is_(False))",
+            "viewonly": True,
+            "lazy": "raise",
+        }
+    )
+    profile: "Profile" = Relationship(sa_relationship_kwargs={"uselist": False, "lazy": "raise"})
+
+
+class Pet(PlaylistModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    owner_id: int = Field(foreign_key="owner.id")
+    gone: bool = False
+
+
+class Profile(PlaylistModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    owner_id: int = Field(foreign_key="owner.id")
+
+
+class Region(PlaylistModel, table=True):
+    code: str = Field(primary_key=True, max_length=2)
+    country: str = Field(primary_key=True, max_length=2)
+
+
+class Shop(PlaylistModel, table=True):
+    __table_args__ = (
+        sa.ForeignKeyConstraint(
+            ["region_code", "region_country"], ["region.code", "region.country"]
+        ),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    region_code: str = Field(max_length=2)
+    region_country: str = Field(max_length=2)
+    region: Region | None = Relationship(sa_relationship_kwargs={"lazy": "raise"})
+
+
+class IdRow(SQLModel):
+    id: int
+
+
+class RegionRow(SQLModel):
+    code: str
+
+
+class OwnerWithLivePets(SQLModel):
+    id: int
+    live_pets: list[IdRow]
+
+
+class OwnerWithProfile(SQLModel):
+    id: int
+    profile: list[IdRow]
+
+
+class ShopWithRegion(SQLModel):
+    id: int
+    region: RegionRow | None
+
+
+@pytest.mark.parametrize(
+    ("model", "schema", "field"),
+    [
+        (Owner, OwnerWithLivePets, "live_pets"),  # IN (...) alone would show gone pets
+        (Owner, OwnerWithProfile, "profile"),  # one-to-one: not a list
+        (Shop, ShopWithRegion, "region"),  # a composite foreign key
+    ],
+)
+def test_what_one_plain_select_can_not_read_is_refused(
+    model: Any, schema: type[SQLModel], field: str
+) -> None:
+    with pytest.raises(TypeError, match=f"{schema.__name__}.{field}"):
+        row_pages.plan(model, schema)
+
+
 async def test_a_nested_list_keeps_its_relationships_order(engine: AsyncEngine) -> None:
     async with engine.begin() as connection:
         await connection.run_sync(PlaylistModel.metadata.create_all)
@@ -350,11 +428,20 @@ class UncacheableScope(AgeScoped):
         return [*HeroService._scope(self, include_deleted), age_is(self.age)]
 
 
-class AdultsOnly(HeroService):
-    """_where overridden: page_rows goes through it too."""
+class KnownAgesOnly(HeroService):
+    """_where overridden with SQL that holds no value: page_rows goes through it, and keeps it."""
 
     def _where(self, filter: Any, include_deleted: bool, bind: Any = keep) -> Any:
-        return [*super()._where(filter, include_deleted, bind), col(Hero.age) >= 4]
+        return [*super()._where(filter, include_deleted, bind), col(Hero.age).is_not(None)]
+
+
+class FlippableSort(HeroService):
+    """_sort depends on the instance: the ORDER BY a call gets is part of its key."""
+
+    descending = False
+
+    def _sort(self, sort: str | None) -> Any:
+        return super()._sort(("-" if self.descending else "") + (sort or "name"))
 
 
 @pytest.mark.filterwarnings("ignore:Class age_is will not make use of SQL compilation caching")
@@ -374,21 +461,39 @@ async def test_a_scope_with_a_value_of_its_own_is_never_kept(
     assert not [key for key in row_pages._statements if key[0] is service_class]
 
 
-async def test_an_overridden_where_and_filters_built_in_code_are_honoured(
-    session: AsyncSession,
-) -> None:
+async def test_an_overridden_where_and_sort_are_honoured(session: AsyncSession) -> None:
     await seed(session)
-    adults = AdultsOnly(session, cursor_secret=SECRET)
-    page, _ = await same_as_page(adults, None)
-    assert page.total > 0
-    assert all(item.age >= 4 for item in page.items)
+    known = KnownAgesOnly(session, cursor_secret=SECRET)
+    everyone = {"field": "name", "op": "icontains", "value": "hero"}
+    first, kept = await same_as_page(known, everyone)
+    second, again = await same_as_page(known, {"field": "name", "op": "icontains", "value": "ÁBC"})
+    assert kept is again  # the override holds no value: one statement for both filters
+    assert 0 < second.total < first.total
+    assert all(item.age is not None for item in [*first.items, *second.items])
     heroes = HeroService(session, cursor_secret=SECRET)
-    for node in (
-        Condition("age", "eq", None),  # IS NULL, as page() reads it
-        Condition("age", "eq", sa.literal(3) + 1),  # SQL built in code: never kept
-    ):
+    assert first.total < (await page_rows(heroes, HeroPublic, everyone)).total
+    flippable = FlippableSort(session, cursor_secret=SECRET)
+    ascending, up = await same_as_page(flippable, None)
+    flippable.descending = True
+    descending, down = await same_as_page(flippable, None)
+    assert up is not down
+    assert [item.name for item in descending.items] == [item.name for item in ascending.items][::-1]
+
+
+async def test_filters_built_in_code_read_as_page_reads_them(session: AsyncSession) -> None:
+    await seed(session)
+    heroes = HeroService(session, cursor_secret=SECRET)
+    ages = {}
+    for label, node in {
+        "null": Condition("age", "eq", None),  # IS NULL, as page() reads it
+        "3": Condition("age", "eq", sa.literal(2) + 1),  # SQL in the filter: never kept
+        "4": Condition("age", "eq", sa.literal(3) + 1),
+        "1-2": Condition("age", "between", (sa.literal(1), sa.literal(2))),
+        "known": Condition("age", "eq", col(Hero.age)),
+    }.items():
         page, _ = await same_as_page(heroes, node)
-        assert page.total > 0
+        ages[label] = {item.age for item in page.items}
+    assert ages == {"null": {None}, "3": {3}, "4": {4}, "1-2": {1, 2}, "known": set(range(7))}
 
 
 async def test_the_least_recently_used_shape_goes_first(

@@ -25,7 +25,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from examples.app.db import create_engine, create_session_factory
 from examples.app.settings import Settings
 from examples.servicebase.errors import NotFound
-from examples.servicebase.filters import COMPARISON, TEXT, FilterField, FilterSpec
+from examples.servicebase.filters import COMPARISON, EQUALITY, TEXT, FilterField, FilterSpec
 from examples.servicebase.row_pages import page_rows
 from examples.servicebase.service import ServiceBase, rel
 from examples.servicebase.transactions import unit_of_work
@@ -330,7 +330,12 @@ class TaskWithProject(SQLModel):
 
 class TaskService(ServiceBase[Task, Any, Any]):
     model = Task
-    filters = FilterSpec({"title": FilterField(Task.title, COMPARISON | TEXT, sortable=True)})
+    filters = FilterSpec(
+        {
+            "title": FilterField(Task.title, COMPARISON | TEXT, sortable=True),
+            "project.name": FilterField(Project.name, EQUALITY, path=(Task.project,)),
+        }
+    )
     default_sort = "title"
 
 
@@ -338,20 +343,27 @@ async def test_page_rows_under_a_tenant_session_sees_one_tenant(
     factory: async_sessionmaker[AsyncSession], tenants: tuple[int, int]
 ) -> None:
     """page_rows' statements run through the session: the tenant criteria reach the page, its
-    total, a joined row and a nested list; a statement kept for one tenant serves the other."""
+    total, a joined row, a nested list, a filter through a relationship (EXISTS) and the COUNT
+    past the last page; statements kept for one tenant serve the other."""
     a, b = tenants
+    in_a_s = {"field": "project.name", "op": "eq", "value": "A's"}
     seen = {}
     for tenant in (a, b, a):
         async with tenant_session(factory, tenant) as session:
             projects = await page_rows(ProjectService(session), ProjectWithTasks)
             tasks = await page_rows(TaskService(session), TaskWithProject)
+            filtered = await page_rows(TaskService(session), TaskWithProject, in_a_s)
+            past_the_end = await page_rows(TaskService(session), TaskRow, offset=10)
         seen[tenant] = (
             [(p.name, [t.title for t in p.tasks]) for p in projects.items],
             projects.total,
             [(t.title, t.project.name if t.project else None) for t in tasks.items],
+            ([t.title for t in filtered.items], filtered.total),
+            (past_the_end.items, past_the_end.total),
         )
-    assert seen[a] == ([("A's", ["a1"])], 1, [("a1", "A's")])
-    assert seen[b] == ([("B's", [])], 1, [("b1", None)])  # b1's project is a's: not joined
+    assert seen[a] == ([("A's", ["a1"])], 1, [("a1", "A's")], (["a1"], 1), ([], 1))
+    # b1's project is a's: not joined, and not found through the filter
+    assert seen[b] == ([("B's", [])], 1, [("b1", None)], ([], 0), ([], 1))
 
 
 # ---------------------------------------------------------------- row-level security

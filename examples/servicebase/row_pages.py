@@ -99,7 +99,7 @@ def shape_of(entity: Any, schema: type[BaseModel], joins: list[Any] | None = Non
         local: Any
         remote: Any
         if len(prop.local_remote_pairs or ()) != 1:
-            raise TypeError(f"{schema.__name__}.{name}: only one-column foreign keys are joined")
+            raise TypeError(f"{schema.__name__}.{name}: only one-column foreign keys")
         ((local, remote),) = prop.local_remote_pairs or []
         if prop.direction is RelationshipDirection.MANYTOONE:
             alias = aliased(prop.mapper.class_)
@@ -109,6 +109,10 @@ def shape_of(entity: Any, schema: type[BaseModel], joins: list[Any] | None = Non
                 raise TypeError(f"{name}: a list inside a joined field is not supported")
             shape.joined.append((name, child))
         else:
+            if not prop.uselist or not prop.primaryjoin.compare(local == remote):
+                # The list's SELECT is `child key IN (...)`: it would drop the rest of a custom
+                # primaryjoin (a child the relationship hides), and a one-to-one isn't a list.
+                raise TypeError(f"{schema.__name__}.{name}: a list needs a plain foreign key")
             local_key = shape.add(entity, _attribute_key(entity, local), None)
             child_entity = prop.mapper.class_
             child = shape_of(child_entity, nested)
@@ -200,11 +204,12 @@ def _statement(
     cacheable = not where or (
         where_key is not None and all(p.key in binder.values for p in where_key.bindparams)
     )
+    sort_keys = service._sort(sort)
     key = (
         type(service),
         schema,
         service.dialect,
-        sort or service.default_sort,
+        tuple((k.name, k.descending, k.nulls_last) for k in sort_keys),
         where_key.key if where_key is not None else (),
     )
     statement = _statements.pop(key, None) if cacheable else None
@@ -214,7 +219,7 @@ def _statement(
         statement = (
             shape.select(total.scalar_subquery().label("total"))
             .where(*where)
-            .order_by(*order_by(service._sort(sort), service.dialect))
+            .order_by(*order_by(sort_keys, service.dialect))
             .limit(sa.bindparam("page_limit"))
             .offset(sa.bindparam("page_offset"))
         )
@@ -228,13 +233,14 @@ def _statement(
 class Binder:
     """Each filter value a named bind parameter (filter_0, filter_1, ...). What is SQL rather
     than a value stays in the statement: None (IS NULL), True/False, an empty list, SQL built
-    in code."""
+    in code (alone or in a list)."""
 
     def __init__(self) -> None:
         self.values: dict[str, Any] = {}
 
     def __call__(self, condition: Condition, operand: Any) -> Any:
-        if operand is None or isinstance(operand, bool | sa.ClauseElement) or operand == ():
+        items = operand if isinstance(operand, tuple) else (operand,)
+        if any(_sql(item) for item in items) or operand == ():
             return operand
         if condition.op == "between":
             return tuple(self._parameter(value) for value in operand)
@@ -246,6 +252,10 @@ class Binder:
         name = f"filter_{len(self.values)}"
         self.values[name] = value
         return sa.bindparam(name, expanding=expanding)
+
+
+def _sql(value: Any) -> bool:
+    return value is None or isinstance(value, bool) or hasattr(value, "__clause_element__")
 
 
 # --8<-- [end:statement_cache]
