@@ -174,11 +174,23 @@ class PlaylistModel(SQLModel, registry=registry()):
     pass
 
 
+class PlaylistGenre(PlaylistModel, table=True):
+    playlist_id: int = Field(foreign_key="playlist.id", primary_key=True)
+    genre_id: int = Field(foreign_key="genre.id", primary_key=True)
+
+
+class Genre(PlaylistModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+
+
 class Playlist(PlaylistModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     name: str = Field(max_length=50)
     tracks: list["Track"] = Relationship(
         sa_relationship_kwargs={"lazy": "raise", "order_by": "Track.position"}
+    )
+    genres: list[Genre] = Relationship(
+        link_model=PlaylistGenre, sa_relationship_kwargs={"lazy": "raise"}
     )
 
 
@@ -266,12 +278,24 @@ class ShopWithRegion(SQLModel):
     region: RegionRow | None
 
 
+class PlaylistWithGenres(SQLModel):
+    name: str
+    genres: list[IdRow]
+
+
+class PlaylistWithTrackTitles(SQLModel):
+    name: str
+    tracks: list[str]
+
+
 @pytest.mark.parametrize(
     ("model", "schema", "field"),
     [
         (Owner, OwnerWithLivePets, "live_pets"),  # IN (...) alone would show gone pets
         (Owner, OwnerWithProfile, "profile"),  # one-to-one: not a list
         (Shop, ShopWithRegion, "region"),  # a composite foreign key
+        (Playlist, PlaylistWithGenres, "genres"),  # many-to-many: nest the link model instead
+        (Playlist, PlaylistWithTrackTitles, "tracks"),  # not a data model
     ],
 )
 def test_what_one_plain_select_can_not_read_is_refused(

@@ -68,14 +68,14 @@ class Shape:
         return key
 
 
-def _nested_schema(annotation: Any) -> type[BaseModel]:
+def _nested_schema(annotation: Any, field: str) -> type[BaseModel]:
     """The data model in `X`, `X | None` or `list[X]`."""
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return annotation
     for argument in typing.get_args(annotation):
         if argument is not type(None):
-            return _nested_schema(argument)
-    raise TypeError(f"{annotation!r} is not a data model, optional or a list of one")
+            return _nested_schema(argument, field)
+    raise TypeError(f"{field}: {annotation!r} is not a data model, optional or a list of one")
 
 
 def _attribute_key(entity: Any, column: Any) -> str:
@@ -93,9 +93,14 @@ def shape_of(entity: Any, schema: type[BaseModel], joins: list[Any] | None = Non
         if isinstance(prop, ColumnProperty) and len(prop.columns) == 1:
             shape.add(entity, prop.key, name)
             continue
-        if not isinstance(prop, RelationshipProperty) or prop.secondary is not None:
+        if not isinstance(prop, RelationshipProperty):
             raise TypeError(f"{schema.__name__}.{name}: not a column or relationship of {mapper}")
-        nested = _nested_schema(info.annotation)
+        if prop.secondary is not None:
+            raise TypeError(
+                f"{schema.__name__}.{name}: through a link table; nest the link model's rows"
+                " instead (a list of its schema, the far side joined inside it)"
+            )
+        nested = _nested_schema(info.annotation, f"{schema.__name__}.{name}")
         local: Any
         remote: Any
         if len(prop.local_remote_pairs or ()) != 1:
