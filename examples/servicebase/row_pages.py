@@ -111,7 +111,7 @@ def shape_of(entity: Any, schema: type[BaseModel], joins: list[Any] | None = Non
             shape.joins.append(getattr(entity, name).of_type(alias))
             child = shape_of(alias, nested, shape.joins)
             if child.lists:  # _nest fills lists of the listed rows, not of joined ones
-                raise TypeError(f"{name}: a list inside a joined field is not supported")
+                raise TypeError(f"{schema.__name__}.{name}: no list inside a joined field")
             shape.joined.append((name, child))
         else:
             if not prop.uselist or not prop.primaryjoin.compare(local == remote):
@@ -199,9 +199,10 @@ def _statement(
 
     Building the statement and SQLAlchemy's cache key for it costs more than finding it here.
     The WHERE clause (the service's _where: its scope and the filter, values as named bind
-    parameters) is built on every call and its SQLAlchemy cache key is the key: two calls share
-    a statement only when their SQL is the same. A clause with a value of its own in it (a
-    tenant id in the scope, a value built into a filter in code) has no kept statement.
+    parameters) and the sort are made on every call, so overrides of either count; the clause's
+    SQLAlchemy cache key and the sort keys find the statement. A clause holding a bound value
+    the Binder didn't make (a tenant id in the scope, a value built into a filter in code), or
+    without a cache key, has no kept statement: its next call may need another value.
     """
     binder = Binder()
     where = service._where(node, include_deleted, bind=binder)
