@@ -30,8 +30,7 @@ class Shape:
 
     entity: Any  # a model, or an alias of one for a joined field
     names: list[str | None] = field(default_factory=list)  # None: a key the schema doesn't show
-    keys: list[str] = field(default_factory=list)  # the entity's attribute names
-    columns: list[Any] = field(default_factory=list)  # the attributes, selected
+    keys: list[str] = field(default_factory=list)  # the entity's attributes, selected
     joined: list[tuple[str, "Shape"]] = field(default_factory=list)  # many-to-one: LEFT JOIN
     # one-to-many: (field, this entity's key, the child's key, the child's shape)
     lists: list[tuple[str, str, str, "Shape"]] = field(default_factory=list)
@@ -47,22 +46,22 @@ class Shape:
         return statement
 
     def select_list(self) -> list[Any]:
-        return [*self.columns, *(c for _, shape in self.joined for c in shape.select_list())]
+        own = [getattr(self.entity, key) for key in self.keys]
+        return [*own, *(c for _, shape in self.joined for c in shape.select_list())]
 
     def build(self, row: Sequence[Any], start: int = 0) -> tuple[dict[str, Any] | None, int]:
         """The schema's fields from row[start:]; None when a LEFT JOIN found no row."""
         item = {name: row[start + i] for i, name in enumerate(self.names) if name is not None}
-        position = start + len(self.columns)
+        position = start + len(self.keys)
         for name, shape in self.joined:
             item[name], position = shape.build(row, position)
         return (None if row[start] is None else item), position
 
-    def add(self, entity: Any, key: str, name: str | None) -> str:
-        """Select entity.key (once), shown as `name`; None: a key the schema doesn't show."""
+    def add(self, key: str, name: str | None) -> str:
+        """Select the entity's `key` once, shown as `name` (None: the schema doesn't show it)."""
         if key not in self.keys:
             self.keys.append(key)
             self.names.append(name)
-            self.columns.append(getattr(entity, key))
         elif name is not None:
             self.names[self.keys.index(key)] = name
         return key
@@ -87,11 +86,11 @@ def shape_of(entity: Any, schema: type[BaseModel], joins: list[Any] | None = Non
     A field that is neither a column nor such a relationship is refused: nothing guessed."""
     mapper = sa.inspect(entity).mapper
     shape = Shape(entity, joins=[] if joins is None else joins)
-    shape.add(entity, _attribute_key(entity, mapper.primary_key[0]), None)  # NULL: no join row
+    shape.add(_attribute_key(entity, mapper.primary_key[0]), None)  # NULL: no join row
     for name, info in schema.model_fields.items():
         prop = mapper.attrs.get(name)
         if isinstance(prop, ColumnProperty) and len(prop.columns) == 1:
-            shape.add(entity, prop.key, name)
+            shape.add(prop.key, name)
             continue
         if not isinstance(prop, RelationshipProperty):
             raise TypeError(f"{schema.__name__}.{name}: not a column or relationship of {mapper}")
@@ -118,10 +117,10 @@ def shape_of(entity: Any, schema: type[BaseModel], joins: list[Any] | None = Non
                 # The list's SELECT is `child key IN (...)`: it would drop the rest of a custom
                 # primaryjoin (a child the relationship hides), and a one-to-one isn't a list.
                 raise TypeError(f"{schema.__name__}.{name}: a list needs a plain foreign key")
-            local_key = shape.add(entity, _attribute_key(entity, local), None)
+            local_key = shape.add(_attribute_key(entity, local), None)
             child_entity = prop.mapper.class_
             child = shape_of(child_entity, nested)
-            child_key = child.add(child_entity, _attribute_key(child_entity, remote), None)
+            child_key = child.add(_attribute_key(child_entity, remote), None)
             primary_key = [
                 getattr(child_entity, _attribute_key(child_entity, c))
                 for c in prop.mapper.primary_key
